@@ -1,0 +1,36 @@
+"""Data layer: manifests from every supported layout, WAV decoding, synthetic data, batches.
+
+Names are imported lazily, so ``import aad.data.manifest`` does not pull in Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ClipRecord": "aad.data.manifest",
+    "Manifest": "aad.data.manifest",
+    "DatasetNotFoundError": "aad.data.readers",
+    "LayoutNotRecognisedError": "aad.data.readers",
+    "detect_layout": "aad.data.readers",
+    "list_machine_types": "aad.data.readers",
+    "read_manifest": "aad.data.readers",
+    "AudioDecodeError": "aad.data.audio",
+    "load_waveform": "aad.data.audio",
+    "validate_clips": "aad.data.audio",
+    "generate_dataset": "aad.data.synthetic",
+    "ClipDataset": "aad.data.datamodule",
+    "MachineSoundDataModule": "aad.data.datamodule",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'aad.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,178 @@
+"""Decoding, resampling, channel selection, pad/crop and the bad-input checks."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from aad.data.audio import (
+    AudioDecodeError,
+    clip_problem,
+    load_waveform,
+    pad_or_crop,
+    validate_clips,
+)
+from aad.data.manifest import ClipRecord, Manifest
+
+
+def _write(path: Path, data: np.ndarray, sr: int = 16000, **kwargs: str) -> Path:
+    sf.write(path, data, sr, **kwargs)
+    return path
+
+
+def _record(path: Path) -> ClipRecord:
+    return ClipRecord(str(path), "test", "fan", "id_00", "test", "normal")
+
+
+@pytest.fixture()
+def tone(tmp_path: Path) -> Path:
+    t = np.arange(16000) / 16000
+    return _write(tmp_path / "tone.wav", (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+
+
+@pytest.fixture()
+def bad_files(tmp_path: Path) -> dict[str, Path]:
+    good = _write(tmp_path / "good.wav", np.full(1600, 0.1, dtype=np.float32), subtype="PCM_16")
+    raw = good.read_bytes()
+    files = {
+        "truncated": tmp_path / "truncated.wav",
+        "zero_length": tmp_path / "zero_length.wav",
+        "not_audio": tmp_path / "not_audio.wav",
+        "header_only": tmp_path / "header_only.wav",
+    }
+    files["truncated"].write_bytes(raw[: len(raw) // 2])
+    files["zero_length"].write_bytes(b"")
+    files["not_audio"].write_text("this is a text file, not audio\n" * 20)
+    files["header_only"].write_bytes(raw[:30])
+    files["good"] = good
+    return files
+
+
+def test_load_mono_float32(tone: Path) -> None:
+    waveform = load_waveform(tone)
+    assert waveform.dtype == torch.float32 and waveform.shape == (16000,)
+    assert abs(float(waveform.abs().max()) - 0.5) < 1e-3
+
+
+def test_crop_keeps_first_samples_and_pad_appends_zeros(tone: Path) -> None:
+    full = load_waveform(tone)
+    cropped = load_waveform(tone, num_samples=4000)
+    assert torch.equal(cropped, full[:4000])
+    padded = load_waveform(tone, num_samples=20000)
+    assert padded.shape == (20000,)
+    assert torch.equal(padded[:16000], full) and not padded[16000:].any()
+    assert pad_or_crop(torch.ones(3), 5).tolist() == [1, 1, 1, 0, 0]
+
+
+def test_resamples_22050_to_16000(tmp_path: Path) -> None:
+    t = np.arange(22050) / 22050
+    path = _write(
+        tmp_path / "r.wav", (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), 22050
+    )
+    waveform = load_waveform(path, sample_rate=16000)
+    assert waveform.shape == (16000,)
+    spectrum = torch.fft.rfft(waveform).abs()
+    assert int(spectrum.argmax()) == 1000  # 1 kHz stays 1 kHz (1 Hz per bin over 1 s)
+    assert load_waveform(path, sample_rate=16000, num_samples=8000).shape == (8000,)
+
+
+@pytest.fixture()
+def eight_channels(tmp_path: Path) -> Path:
+    data = np.tile(np.arange(8, dtype=np.float32) / 10, (800, 1))
+    return _write(tmp_path / "mc.wav", data, subtype="PCM_16", format="WAVEX")
+
+
+def test_channel_selection(eight_channels: Path) -> None:
+    assert sf.info(str(eight_channels)).channels == 8
+    assert torch.allclose(
+        load_waveform(eight_channels, channel=3), torch.full((800,), 0.3), atol=1e-4
+    )
+    assert torch.allclose(
+        load_waveform(eight_channels, channel="mean"), torch.full((800,), 0.35), atol=1e-4
+    )
+
+
+def test_channel_beyond_file_names_file_and_count(eight_channels: Path) -> None:
+    with pytest.raises(AudioDecodeError, match=r"mc\.wav: channel 8 requested but the file has 8"):
+        load_waveform(eight_channels, channel=8)
+    with pytest.raises(AudioDecodeError, match="has 8 channel"):
+        validate_clips([_record(eight_channels)], channel=8)
+    with pytest.raises(ValueError, match="non-negative int or 'mean'"):
+        load_waveform(eight_channels, channel="left")
+
+
+def test_real_mimii_channels(mimii_mini: Path) -> None:
+    path = mimii_mini / "0_dB_fan" / "fan" / "id_00" / "normal" / "00000000.wav"
+    first, mixed = load_waveform(path, channel=0), load_waveform(path, channel="mean")
+    assert first.shape == mixed.shape == (160000,)
+    assert not torch.allclose(first, mixed)
+    data, _ = sf.read(str(path), dtype="float32")
+    assert torch.allclose(load_waveform(path, channel=5), torch.from_numpy(data[:, 5]))
+    with pytest.raises(AudioDecodeError, match="channel 8 requested but the file has 8"):
+        load_waveform(path, channel=8)
+
+
+def test_nan_and_inf_raise_naming_clip_and_count(tmp_path: Path) -> None:
+    data = np.zeros(100, dtype=np.float32) + 0.1
+    data[[3, 10]] = np.nan
+    data[50] = np.inf
+    path = _write(tmp_path / "nan.wav", data, subtype="FLOAT")
+    with pytest.raises(AudioDecodeError, match=r"nan\.wav has 3 NaN/Inf sample"):
+        load_waveform(path)
+
+
+def test_silence_warns_and_stays_finite(tmp_path: Path) -> None:
+    path = _write(tmp_path / "quiet.wav", np.zeros(800, dtype=np.float32), subtype="PCM_16")
+    with pytest.warns(UserWarning, match=r"quiet\.wav is silent"):
+        waveform = load_waveform(path)
+    assert torch.isfinite(waveform).all() and not waveform.any()
+
+
+def test_empty_audio_and_garbage_raise_on_load(tmp_path: Path, bad_files: dict) -> None:
+    empty = _write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32))
+    with pytest.raises(AudioDecodeError, match=r"empty\.wav has no samples"):
+        load_waveform(empty)
+    with pytest.raises(AudioDecodeError, match=r"cannot decode .*not_audio\.wav"):
+        load_waveform(bad_files["not_audio"])
+
+
+def test_clip_problem_names_each_kind(bad_files: dict) -> None:
+    assert clip_problem(bad_files["good"]) is None
+    assert clip_problem(bad_files["truncated"]).startswith("truncated")
+    assert clip_problem(bad_files["zero_length"]) == "zero-length file"
+    assert clip_problem(bad_files["not_audio"]).startswith("not readable audio")
+    assert clip_problem(bad_files["header_only"]).startswith("not readable audio")
+
+
+def test_validate_skips_bad_files_with_one_warning(bad_files: dict) -> None:
+    manifest = Manifest(_record(p) for p in bad_files.values())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kept = validate_clips(manifest, 16000)
+    assert [Path(r.path).name for r in kept] == ["good.wav"]
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("skipping 4 unreadable clip(s)")
+    for name in ("truncated.wav", "zero_length.wav", "not_audio.wav", "header_only.wav"):
+        assert name in message
+
+
+def test_validate_strict_raises(bad_files: dict) -> None:
+    manifest = Manifest([_record(bad_files["good"]), _record(bad_files["truncated"])])
+    with pytest.raises(AudioDecodeError, match=r"1 unreadable clip\(s\):\n.*truncated\.wav"):
+        validate_clips(manifest, 16000, strict=True)
+
+
+def test_validate_warns_once_about_mixed_rates(tmp_path: Path, tone: Path) -> None:
+    other = _write(tmp_path / "r22.wav", np.full(2205, 0.1, dtype=np.float32), 22050)
+    with pytest.warns(UserWarning, match=r"sample rates 16000, 22050 Hz; .* resampled to 16000"):
+        kept = validate_clips([_record(tone), _record(other)], 16000)
+    assert len(kept) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # all at the target rate: no warning at all
+        assert len(validate_clips([_record(tone)], 16000)) == 1
