@@ -1,0 +1,193 @@
+"""Pooled clip embeddings for the classical detectors, batched on the device and cached.
+
+Two sources:
+
+* ``source="features"``: the feature front-end (LMFE / MFCC / CENS parts), each part
+  pooled over its own frames by :func:`aad.features.clip_embedding` (``mode="pooled"`` with
+  ``stats`` such as mean and std, or ``mode="flatten"``), parts concatenated.
+* ``source="latent"``: a trained reconstruction model's latent code, ``module.encode`` of
+  its normalised features (pooled over time with ``stats`` when it returns ``(B, T, L)``).
+
+Embeddings are cached as ``.npy`` (returned memory-mapped) under ``cache_dir``, keyed by
+the feature signature, the embedding parameters and every clip's path, size and mtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from aad.data.audio import clip_num_samples
+from aad.data.datamodule import ClipDataset
+from aad.data.manifest import ClipRecord
+from aad.features import FeatureConfig, FeatureExtractor, clip_embedding
+
+CACHE_VERSION = 1
+SOURCES = ("features", "latent")
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/``None`` -> cuda when available, else cpu."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def embedding_signature(
+    feature_config: FeatureConfig | dict[str, Any],
+    mode: str = "pooled",
+    stats: Sequence[str] = ("mean", "std"),
+    source: str = "features",
+) -> str:
+    """What the embedding depends on besides the clips: features + pooling (12 hex chars).
+
+    Detectors record it at fit (``feature_signature``) and refuse other signatures.
+    """
+    config = FeatureConfig.from_dict(feature_config)
+    payload = json.dumps([CACHE_VERSION, config.signature(), mode, list(stats), source])
+    return f"{config.signature()}-{hashlib.sha256(payload.encode()).hexdigest()[:8]}"
+
+
+def _cache_key(records: Sequence[ClipRecord], params: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for record in records:
+        stat = os.stat(record.path)
+        digest.update(f"{record.path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _module_fingerprint(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256(type(module).__qualname__.encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def compute_embeddings(
+    records: Sequence[ClipRecord],
+    feature_config: FeatureConfig | dict[str, Any] | None = None,
+    mode: str = "pooled",
+    stats: Sequence[str] = ("mean", "std"),
+    batch_size: int = 32,
+    device: str | torch.device | None = "auto",
+    cache_dir: str | Path | None = ".cache/aad",
+    *,
+    source: str = "features",
+    module: Any = None,
+    channel: int | str = 0,
+    num_samples: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embeddings ``(N, E)`` float32 of ``records`` in order.
+
+    ``num_samples=None`` uses the first clip's length (every clip is padded/cropped to it).
+    ``source="latent"`` needs ``module`` (an :class:`aad.models.base.AnomalyModule`); its
+    own feature configuration is used and ``feature_config`` is ignored.
+    ``cache_dir=None`` disables the cache.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"embedding source must be one of {SOURCES}, got {source!r}")
+    if not records:
+        raise ValueError("compute_embeddings got no clips")
+    if source == "latent":
+        if module is None:
+            raise ValueError("source='latent' needs a trained module with encode()")
+        config = module.feature_config
+    else:
+        config = FeatureConfig.from_dict(feature_config or {})
+    sample_rate = int(config.sample_rate)
+    if num_samples is None:
+        num_samples = clip_num_samples(records[0].path, sample_rate)
+    params: dict[str, Any] = {
+        "version": CACHE_VERSION,
+        "signature": embedding_signature(config, mode, stats, source),
+        "channel": channel,
+        "num_samples": num_samples,
+    }
+    if source == "latent":
+        params["module"] = _module_fingerprint(module)
+    cache_path = None
+    if cache_dir is not None:
+        cache_path = Path(cache_dir) / "embeddings" / f"{_cache_key(records, params)}.npy"
+        if cache_path.exists():
+            return np.load(cache_path, mmap_mode="r")
+
+    embeddings = _compute(
+        records,
+        config,
+        mode,
+        stats,
+        batch_size,
+        resolve_device(device),
+        source,
+        module,
+        channel,
+        num_samples,
+        num_workers,
+        progress,
+    )
+    if cache_path is None:
+        return embeddings
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cache_path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(temporary, embeddings)
+    os.replace(temporary, cache_path)
+    return np.load(cache_path, mmap_mode="r")
+
+
+@torch.no_grad()
+def _compute(
+    records: Sequence[ClipRecord],
+    config: FeatureConfig,
+    mode: str,
+    stats: Sequence[str],
+    batch_size: int,
+    device: torch.device,
+    source: str,
+    module: Any,
+    channel: int | str,
+    num_samples: int,
+    num_workers: int,
+    progress: bool,
+) -> np.ndarray:
+    dataset = ClipDataset(records, int(config.sample_rate), num_samples, channel)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    if source == "latent":
+        was_training = module.training
+        original_device = next(module.parameters()).device
+        module.eval().to(device)
+    else:
+        extractor = FeatureExtractor(config).to(device).eval()
+    batches: list[np.ndarray] = []
+    iterator: Any = loader
+    if progress and len(loader) > 1:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(loader, desc=f"embeddings ({source})", unit="batch", leave=False)
+    try:
+        for batch_of_clips in iterator:
+            waveform = batch_of_clips["waveform"].to(device)
+            if source == "latent":
+                latent = module.encode(module.prepare_features(waveform))
+                if latent.ndim == 3:
+                    latent = clip_embedding(latent, mode=mode, stats=tuple(stats))
+                batch = latent
+            else:
+                batch = clip_embedding(
+                    extractor.forward_parts(waveform), mode=mode, stats=tuple(stats)
+                )
+            batches.append(batch.float().cpu().numpy())
+    finally:
+        if source == "latent":
+            module.to(original_device).train(was_training)
+    return np.ascontiguousarray(np.concatenate(batches), dtype=np.float32)

@@ -1,0 +1,14 @@
+"""Reconstruction models: a shared ``AnomalyModule`` base and one folder per model."""
+
+from aad.models.base import AnomalyModule, CheckpointError, NonFiniteLossError, load_module
+from aad.models.dcase_ae import DCASEAE
+from aad.models.lstm_ae import LSTMAE
+
+__all__ = [
+    "DCASEAE",
+    "LSTMAE",
+    "AnomalyModule",
+    "CheckpointError",
+    "NonFiniteLossError",
+    "load_module",
+]

@@ -1,0 +1,71 @@
+"""LightningModule of the DCASE 2020 baseline autoencoder (frame-wise dense AE)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from aad.models.base import AnomalyModule
+from aad.models.dcase_ae.torch_model import DenseAutoencoder
+
+DCASE2020_FEATURES: dict[str, Any] = {
+    "sample_rate": 16000,
+    "features": ["mel"],
+    "stft": {"n_fft": 1024, "hop_length": 512, "pad_mode": "reflect"},
+    # librosa.feature.melspectrogram defaults (slaney scale and norm), 20/2*log10(mel + eps)
+    "mel": {"n_mels": 128, "power": 2.0, "log": "dcase", "eps": 2.220446049250313e-16},
+    "stack_frames": 5,
+}
+
+
+class DCASEAE(AnomalyModule):
+    """The DCASE 2020 Task 2 baseline: 128 log-mels x 5 stacked frames = 640 inputs,
+    dense 128x4 -> 8 -> 128x4 -> 640 with BatchNorm + ReLU, MSE; score = mean frame error.
+
+    ``features`` defaults to :data:`DCASE2020_FEATURES`. ``normalize`` (standardising the
+    log-mels with training statistics) is aad's default because raw dB inputs train poorly on
+    small data; ``normalize=False`` is the baseline exactly.
+    """
+
+    def __init__(
+        self,
+        features: dict[str, Any] | None = None,
+        hidden_size: int = 128,
+        num_hidden: int = 4,
+        latent_size: int = 8,
+        normalize: bool = True,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        threshold_method: str = "gamma",
+        threshold_quantile: float = 0.9,
+    ) -> None:
+        super().__init__(
+            features=features if features is not None else DCASE2020_FEATURES,
+            normalize=normalize,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            threshold_method=threshold_method,
+            threshold_quantile=threshold_quantile,
+        )
+        self.save_hyperparameters()
+        self.model = DenseAutoencoder(
+            input_dim=self.input_dim,
+            hidden_size=hidden_size,
+            num_hidden=num_hidden,
+            latent_size=latent_size,
+        )
+
+    def training_loss(self, features: torch.Tensor) -> torch.Tensor:
+        frames = features.flatten(0, 1)
+        return torch.nn.functional.mse_loss(self.model(frames), frames)
+
+    def frame_errors(self, features: torch.Tensor) -> torch.Tensor:
+        frames = features.flatten(0, 1)
+        errors = ((self.model(frames) - frames) ** 2).mean(dim=-1)
+        return errors.view(features.shape[0], features.shape[1])
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """Clip embedding: the mean bottleneck vector over the clip's stacked frames."""
+        latent = self.model.encode(features.flatten(0, 1))
+        return latent.view(features.shape[0], features.shape[1], -1).mean(dim=1)

@@ -1,0 +1,78 @@
+"""LightningModule of the LSTM autoencoder: trains on windows, scores whole clips."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from aad.models.base import AnomalyModule
+from aad.models.lstm_ae.torch_model import LSTMAutoencoder, from_windows, to_windows
+
+
+class LSTMAE(AnomalyModule):
+    """LSTM autoencoder over windows of ``window`` feature frames.
+
+    Training reconstructs windows taken every ``train_stride`` frames (default: ``window``);
+    scoring cuts the clip into non-overlapping windows (the last one aligned to the clip end)
+    and averages the per-frame squared errors, so a clip's score is its mean frame error.
+
+    Args:
+        window: frames per window (the sequence length the LSTMs see).
+        train_stride: hop between training windows (``None`` = ``window``).
+        hidden_size, latent_size, num_layers, bidirectional, dropout: the torch model.
+        Others: see :class:`~aad.models.base.AnomalyModule`.
+    """
+
+    def __init__(
+        self,
+        features: dict[str, Any] | None = None,
+        window: int = 32,
+        train_stride: int | None = None,
+        hidden_size: int = 64,
+        latent_size: int = 16,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        normalize: bool = True,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        threshold_method: str = "gamma",
+        threshold_quantile: float = 0.9,
+    ) -> None:
+        super().__init__(
+            features=features,
+            normalize=normalize,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            threshold_method=threshold_method,
+            threshold_quantile=threshold_quantile,
+        )
+        if window < 1:
+            raise ValueError(f"window must be >= 1 frame, got {window}")
+        self.save_hyperparameters()
+        self.window = window
+        self.train_stride = train_stride or window
+        self.model = LSTMAutoencoder(
+            input_dim=self.input_dim,
+            hidden_size=hidden_size,
+            latent_size=latent_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+        )
+
+    def training_loss(self, features: torch.Tensor) -> torch.Tensor:
+        windows, _ = to_windows(features, self.window, self.train_stride)
+        return torch.nn.functional.mse_loss(self.model(windows), windows)
+
+    def frame_errors(self, features: torch.Tensor) -> torch.Tensor:
+        windows, starts = to_windows(features, self.window, self.window)
+        errors = ((self.model(windows) - windows) ** 2).mean(dim=-1)
+        return from_windows(errors, starts, features.shape[0], features.shape[1])
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """Clip embedding: the mean of the latent vectors of its non-overlapping windows."""
+        windows, starts = to_windows(features, self.window, self.window)
+        latent = self.model.encode(windows)
+        return latent.view(features.shape[0], len(starts), -1).mean(dim=1)

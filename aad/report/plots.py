@@ -1,0 +1,122 @@
+"""PNG figures: ROC and PR curves per machine type, score histograms, frame-error curves."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+
+def _labelled(group: pd.DataFrame) -> pd.DataFrame:
+    return group[group["target"] >= 0]
+
+
+def plot_roc_pr(clip_scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """``roc_<type>.png`` and ``pr_<type>.png``: one curve per machine id.
+
+    Types without both classes are skipped (nothing to draw). Returns the files written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for machine_type, group in clip_scores.groupby("machine_type", sort=True):
+        group = _labelled(group)
+        if group["target"].nunique() < 2:
+            continue
+        fig_roc, ax_roc = plt.subplots(figsize=(4.5, 4.5))
+        fig_pr, ax_pr = plt.subplots(figsize=(4.5, 4.5))
+        for machine_id, clips in group.groupby("machine_id", sort=True):
+            if clips["target"].nunique() < 2:
+                continue
+            fpr, tpr, _ = roc_curve(clips["target"], clips["score"])
+            precision, recall, _ = precision_recall_curve(clips["target"], clips["score"])
+            ax_roc.plot(fpr, tpr, label=machine_id)
+            ax_pr.plot(recall, precision, label=machine_id)
+        ax_roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        ax_roc.axvline(0.1, color="grey", linestyle="--", linewidth=0.8)
+        ax_roc.set(
+            xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {machine_type}"
+        )
+        ax_pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall: {machine_type}")
+        for fig, ax, name in ((fig_roc, ax_roc, "roc"), (fig_pr, ax_pr, "pr")):
+            ax.legend(loc="lower right" if name == "roc" else "lower left", fontsize=8)
+            fig.tight_layout()
+            path = out_dir / f"{name}_{machine_type}.png"
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            written.append(path)
+    return written
+
+
+def plot_score_histograms(
+    clip_scores: pd.DataFrame, out_dir: str | Path, threshold: float | dict[str, float]
+) -> list[Path]:
+    """``hist_<type>.png``: score histograms of normal and anomalous clips, threshold line.
+
+    ``threshold`` is one value or a mapping machine type -> value.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for machine_type, group in clip_scores.groupby("machine_type", sort=True):
+        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        bins = np.histogram_bin_edges(group["score"], bins=30)
+        for target, name, color in (
+            (0, "normal", "tab:blue"),
+            (1, "anomaly", "tab:red"),
+            (-1, "unlabelled", "tab:grey"),
+        ):
+            values = group.loc[group["target"] == target, "score"]
+            if len(values):
+                ax.hist(values, bins=bins, alpha=0.6, color=color, label=f"{name} ({len(values)})")
+        value = threshold.get(machine_type, math.nan) if isinstance(threshold, dict) else threshold
+        if value is not None and math.isfinite(value):
+            ax.axvline(value, color="black", linestyle="--", label=f"threshold {value:.3g}")
+        ax.set(
+            xlabel="anomaly score (mean frame error)",
+            ylabel="clips",
+            title=f"Scores: {machine_type}",
+        )
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"hist_{machine_type}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def plot_frame_errors(
+    times_s: np.ndarray,
+    frame_errors: np.ndarray,
+    path: str | Path,
+    *,
+    title: str = "",
+    clip_score: float | None = None,
+) -> Path:
+    """A per-frame reconstruction-error curve over time (seconds)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot(times_s, frame_errors, linewidth=1)
+    if clip_score is not None:
+        ax.axhline(
+            clip_score,
+            color="tab:red",
+            linestyle="--",
+            linewidth=1,
+            label=f"clip score {clip_score:.3g}",
+        )
+        ax.legend(fontsize=8)
+    ax.set(xlabel="time (s)", ylabel="reconstruction error", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
