@@ -86,6 +86,27 @@ def _with_default_config(argv: list[str]) -> list[str]:
     return argv
 
 
+def _method_comparison(argv: list[str]) -> tuple[str, list[str]] | None:
+    """``fit --config X.yaml ...`` where X is a comparison config (top-level ``methods``, as
+    ``configs/experiment/exploring_aad.yaml``) -> (X, the other arguments) for aad.compare."""
+    import yaml
+
+    if argv[0] != "fit":
+        return None
+    for i, item in enumerate(argv):
+        if item == "--config" and i + 1 < len(argv):
+            path, rest = argv[i + 1], argv[1:i] + argv[i + 2 :]
+        elif item.startswith("--config="):
+            path, rest = item.split("=", 1)[1], argv[1:i] + argv[i + 1 :]
+        else:
+            continue
+        if Path(path).is_file():
+            loaded = yaml.safe_load(Path(path).read_text())
+            if isinstance(loaded, dict) and "methods" in loaded:
+                return path, rest
+    return None
+
+
 def machine_types_to_train(config: Any) -> list[str | None]:
     """``[data.machine_type]``, or every type under ``data.root`` for ``all``/null."""
     data = config.data.init_args if "init_args" in config.data else config.data
@@ -107,9 +128,16 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
     type fit the threshold, test the best checkpoint and print one combined table."""
     argv = _with_default_config(list(sys.argv[1:] if argv is None else argv))
     warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
+    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")  # Lightning 2.6
+    warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*")  # by design
     if argv[0] != "fit":
         AADCLI(args=argv)
         return None
+    comparison = _method_comparison(argv)
+    if comparison is not None:  # a config listing several methods: run them all, one table
+        from aad.compare import main as compare_main
+
+        return compare_main(*comparison)
     parsed = _ParseOnlyCLI(args=argv).config["fit"]
     types = machine_types_to_train(parsed)
     data = parsed.data.get("init_args", parsed.data)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,28 @@ def records_from_paths(paths: Sequence[str | Path], machine_type: str | None = N
     )
 
 
+def borrow_test_normals(manifest: Manifest, fraction: float, seed: int = 0) -> Manifest:
+    """Move a seeded ``fraction`` of each machine id's normal test clips to the train split.
+
+    For smoke runs on test-only folders (``../shared/data/dcase2020-mini``): the moved clips
+    leave the test split, and every id keeps at least one normal test clip. Not a benchmark
+    protocol: real numbers need the dataset's own training clips.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"train_from_test must be in [0, 1), got {fraction}")
+    normals: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for position, record in enumerate(manifest):
+        if record.split == "test" and record.label == "normal":
+            normals[(record.machine_type, record.machine_id)].append(position)
+    rng = random.Random(seed)
+    moved: set[int] = set()
+    for key in sorted(normals):
+        positions = normals[key]
+        rng.shuffle(positions)
+        moved.update(positions[: min(round(fraction * len(positions)), len(positions) - 1)])
+    return Manifest(replace(r, split="train") if i in moved else r for i, r in enumerate(manifest))
+
+
 class MachineSoundDataModule(L.LightningDataModule):
     """Machine-sound clips from any supported layout, as waveform batches.
 
@@ -79,7 +103,9 @@ class MachineSoundDataModule(L.LightningDataModule):
     headers are bad (``strict`` raises instead), holds out a seeded ``val_fraction`` of the
     normal training clips for validation, and uses the test split for test and predict
     (or ``predict_paths`` when given). ``snr`` keeps one raw-MIMII SNR folder (e.g. ``0`` or
-    ``"6_dB"``). When ``root`` does not exist and
+    ``"6_dB"``). ``train_from_test`` (default 0) trains on a seeded fraction of the test
+    normals of a test-only folder (see :func:`borrow_test_normals`). When ``root`` does not
+    exist and
     ``generate_if_missing`` is true, a synthetic dataset is written there first.
     """
 
@@ -101,11 +127,14 @@ class MachineSoundDataModule(L.LightningDataModule):
         synthetic_size: str = "small",
         predict_paths: list[str] | None = None,
         snr: int | str | None = None,
+        train_from_test: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if not 0.0 <= train_from_test < 1.0:
+            raise ValueError(f"train_from_test must be in [0, 1), got {train_from_test}")
         if channel != "mean" and not isinstance(channel, int):
             raise ValueError(f"channel must be an int or 'mean', got {channel!r}")
         self.root = root
@@ -124,6 +153,7 @@ class MachineSoundDataModule(L.LightningDataModule):
         self.synthetic_size = synthetic_size
         self.predict_paths = list(predict_paths) if predict_paths else None
         self.snr = snr
+        self.train_from_test = train_from_test
         self.num_samples: int | None = None
         self.manifest: Manifest | None = None
         self._records: dict[str, list[ClipRecord]] = {}
@@ -174,6 +204,8 @@ class MachineSoundDataModule(L.LightningDataModule):
                     f"(machine_type={self.machine_type}); available: {available}"
                 )
             manifest = selected
+        if self.train_from_test:
+            manifest = borrow_test_normals(manifest, self.train_from_test, self.seed)
         return manifest
 
     def _resolve_num_samples(self, manifest: Manifest) -> int | None:
@@ -198,7 +230,8 @@ class MachineSoundDataModule(L.LightningDataModule):
             raise ValueError(
                 f"no normal training clips for machine_type={self.machine_type!r}, "
                 f"machine_id={self.machine_id!r} under {self.root}; "
-                "a test-only folder can be evaluated but not trained on"
+                "a test-only folder can be evaluated, or trained on a share of its normal "
+                "test clips with train_from_test (smoke runs only)"
             )
 
     def _split(self, manifest: Manifest) -> None:

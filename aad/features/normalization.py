@@ -63,6 +63,26 @@ class FeatureNormalizer(nn.Module):
         self._m2 = self._m2 + batch_m2 + delta.square() * (self._n * n / total)
         self._n = total
 
+    def sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The accumulators as float64 ``(count, sum, sum of squares)``: these add up across
+        processes, so DDP ranks all-reduce them and call :meth:`finalize_from_sums`."""
+        count = torch.tensor(float(self._n), dtype=torch.float64)
+        total = self._mean * self._n
+        return count, total, self._m2 + self._mean.square() * self._n
+
+    def finalize_from_sums(
+        self, count: torch.Tensor, total: torch.Tensor, total_sq: torch.Tensor
+    ) -> None:
+        """Replace the accumulators by summed moments (see :meth:`sums`), then finalize."""
+        n = int(round(float(count)))
+        self.reset()
+        if n > 0:
+            self._n = n
+            self._mean = total.to("cpu", torch.float64) / n
+            m2 = total_sq.to("cpu", torch.float64) - self._mean.square() * n
+            self._m2 = m2.clamp_min(0.0)
+        self.finalize()
+
     def finalize(self) -> None:
         """Write ``mean``/``std``/``count`` from the accumulators; raise if nothing was seen."""
         if self._n == 0:

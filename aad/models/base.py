@@ -149,9 +149,8 @@ class AnomalyModule(L.LightningModule):
         """
         trainer = self._trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        total = torch.zeros(self.input_dim, dtype=torch.float64, device=self.device)
-        total_sq = torch.zeros_like(total)
-        count = torch.zeros((), dtype=torch.float64, device=self.device)
+        normalizer = self.normalizer
+        normalizer.reset()
         for batch_idx, batch in enumerate(dataloader):
             if batch_idx % world != rank:
                 continue
@@ -160,34 +159,20 @@ class AnomalyModule(L.LightningModule):
                 continue
             waveform = batch["waveform"][normal].to(self.device).float()
             with torch.autocast(device_type=self.device.type, enabled=False):
-                features = self.features(waveform).double()
-            total += features.sum(dim=(0, 1))
-            total_sq += (features**2).sum(dim=(0, 1))
-            count += features.shape[0] * features.shape[1]
+                normalizer.update(self.features(waveform))
+        count, total, total_sq = normalizer.sums()
         if trainer is not None and world > 1:
-            total = trainer.strategy.reduce(total, reduce_op="sum")
-            total_sq = trainer.strategy.reduce(total_sq, reduce_op="sum")
-            count = trainer.strategy.reduce(count, reduce_op="sum")
-        if count.item() == 0:
+            count, total, total_sq = (
+                trainer.strategy.reduce(t.to(self.device), reduce_op="sum")
+                for t in (count, total, total_sq)
+            )
+        if float(count) == 0:
             raise ValueError(
                 "no normal clips in the training data: the normaliser and the model are "
                 "fitted on normal clips only (check data.root, data.machine_type and the "
                 "train/ folders)"
             )
-        self.set_normalizer_stats(total, total_sq, count)
-
-    def set_normalizer_stats(
-        self, total: torch.Tensor, total_sq: torch.Tensor, count: torch.Tensor
-    ) -> None:
-        """Fill the normaliser's ``mean``/``std``/``count`` buffers from sums."""
-        normalizer = self.normalizer
-        mean = (total / count).cpu()
-        std = (total_sq.cpu() / count.cpu() - mean**2).clamp_min(0.0).sqrt()
-        constant = std <= normalizer.min_std * (1.0 + mean.abs())  # as FeatureNormalizer does
-        std = torch.where(constant, torch.ones_like(std), std)
-        normalizer.mean.copy_(mean.to(normalizer.mean))
-        normalizer.std.copy_(std.to(normalizer.std))
-        normalizer.count.copy_(count.to(normalizer.count))
+        normalizer.finalize_from_sums(count, total, total_sq)
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

@@ -183,3 +183,19 @@ def test_snr_filter_for_raw_mimii(tmp_path: Path) -> None:
     dm.setup("fit")
     records = dm.records("fit") + dm.records("test")
     assert len(records) == 5 and {r.attributes["snr"] for r in records} == {"-6_dB"}
+
+
+def test_train_from_test_borrows_normals_of_a_test_only_folder(dcase2020_mini: Path) -> None:
+    dm = MachineSoundDataModule(
+        root=str(dcase2020_mini), machine_type="fan", train_from_test=0.5, val_fraction=0.0
+    )
+    dm.setup("fit")
+    train, test = dm.records("fit"), dm.records("test")
+    # fan: ids 00/02/04 have 2 normal test clips (1 moves), id_06 has 6 (3 move)
+    assert len(train) == 6 and {r.label for r in train} == {"normal"}
+    assert {r.split for r in train} == {"train"}
+    assert not {r.path for r in train} & {r.path for r in test}
+    assert sum(r.label == "normal" for r in test) == 12 - 6
+    assert sum(r.label == "anomaly" for r in test) == 11
+    with pytest.raises(ValueError, match=r"train_from_test must be in \[0, 1\), got 1.0"):
+        MachineSoundDataModule(root=str(dcase2020_mini), train_from_test=1.0)

@@ -68,3 +68,21 @@ def test_misuse_raises() -> None:
         norm.update(torch.zeros(1, 2, 4))
     with pytest.raises(ValueError, match="NaN"):
         norm.update(torch.full((1, 2, 5), float("nan")))
+
+
+def test_summed_moments_from_two_shards_equal_one_pass() -> None:
+    """What DDP ranks all-reduce (count, sum, sum of squares) gives the one-process fit."""
+    torch.manual_seed(0)
+    data = torch.randn(2, 50, 7) * 3 + 5
+    whole = FeatureNormalizer(7)
+    whole.update(data)
+    whole.finalize()
+    shards = [FeatureNormalizer(7), FeatureNormalizer(7)]
+    for shard, part in zip(shards, data, strict=True):
+        shard.update(part)
+    summed = [sum(parts) for parts in zip(*(s.sums() for s in shards), strict=True)]
+    merged = FeatureNormalizer(7)
+    merged.finalize_from_sums(*summed)
+    assert int(merged.count) == 100
+    torch.testing.assert_close(merged.mean, whole.mean)
+    torch.testing.assert_close(merged.std, whole.std)

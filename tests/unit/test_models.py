@@ -65,9 +65,9 @@ def test_dense_autoencoder_is_the_dcase_baseline():
 
 def _fitted(module, waveform):
     with torch.no_grad():
-        features = module.features(waveform).double()
-    n = torch.tensor(float(features.shape[0] * features.shape[1]), dtype=torch.float64)
-    module.set_normalizer_stats(features.sum((0, 1)), (features**2).sum((0, 1)), n)
+        module.normalizer.reset()
+        module.normalizer.update(module.features(waveform))
+        module.normalizer.finalize()
     return module
 
 
@@ -202,3 +202,36 @@ def test_gpu_bf16_training_scores_in_float32():
     assert module.device.type == "cuda" and torch.isfinite(module.threshold)
     output = score_batch(module, {"waveform": torch.randn(2, 16000, device="cuda")})
     assert output.clip_scores.dtype == torch.float32
+
+
+def test_labelled_validation_data_logs_val_auc_and_pauc(synthetic_root):
+    """With anomalies in the validation loader, val/auc and val/pauc are logged (and agree
+    with aad.metrics on the same scores); val/loss stays the mean normal-clip score."""
+    from aad.data.datamodule import MachineSoundDataModule
+    from aad.metrics import binary_metrics
+    from aad.scoring import score_dataloader
+
+    dm = MachineSoundDataModule(
+        root=str(synthetic_root), machine_type="fan", clip_seconds=2.0, batch_size=8
+    )
+    dm.setup("fit")
+    module = LSTMAE(features=SMALL_FEATURES, window=8, hidden_size=8, latent_size=4)
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(
+        module, train_dataloaders=dm.train_dataloader(), val_dataloaders=dm.test_dataloader()
+    )
+    logged = trainer.callback_metrics
+    assert {"val/loss", "val/auc", "val/pauc"} <= set(logged)
+    scored = score_dataloader(module, dm.test_dataloader())
+    expected = binary_metrics(scored["target"], scored["score"])
+    assert float(logged["val/auc"]) == pytest.approx(expected["auc"], abs=1e-6)
+    assert float(logged["val/pauc"]) == pytest.approx(expected["pauc"], abs=1e-6)
+    normal = scored["target"] == 0
+    assert float(logged["val/loss"]) == pytest.approx(scored["score"][normal].mean(), rel=1e-5)

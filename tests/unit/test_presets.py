@@ -109,3 +109,14 @@ def test_study_protocol_variant_tests_on_training_normals():
     assert group.notes == [STUDY_PROTOCOL_LABEL]
     clean = make_groups(Manifest(clips), preset()["data"], seed=0)
     assert clean[0].train == []  # no train split here: the clean protocol has nothing to fit
+
+
+def test_train_fit_with_the_preset_runs_the_comparison():
+    """`train.py fit --config configs/experiment/exploring_aad.yaml --data.root R` routes the
+    preset (a methods list) to aad.compare with the other arguments; model configs do not."""
+    from aad.cli import _method_comparison
+
+    preset = "configs/experiment/exploring_aad.yaml"
+    argv = ["fit", "--config", preset, "--data.root", "/data/mimii"]
+    assert _method_comparison(argv) == (preset, ["--data.root", "/data/mimii"])
+    assert _method_comparison(["fit", "--config", "configs/default.yaml"]) is None
