@@ -7,12 +7,13 @@ from sklearn.covariance import EmpiricalCovariance, LedoitWolf, ShrunkCovariance
 from sklearn.neighbors import NearestNeighbors
 
 from aad.detectors.base import BaseDetector
+from aad.detectors.neighbours import NeighbourDetector
 
 KNN_METHODS = ("mean", "max", "median")
 COVARIANCE_ESTIMATORS = ("ledoit_wolf", "empirical", "shrunk")
 
 
-class KNNDetector(BaseDetector):
+class KNNDetector(NeighbourDetector):
     """Distance to the k nearest training embeddings, reduced by ``method`` (mean/max/median).
 
     Training scores leave each point out of its own neighbours (query k + 1, drop self),
@@ -29,46 +30,18 @@ class KNNDetector(BaseDetector):
         self,
         n_neighbors: int = 5,
         method: str = "mean",
-        algorithm: str = "auto",
-        leaf_size: int = 30,
-        metric: str = "minkowski",
-        p: float = 2,
-        n_jobs: int | None = None,
-        max_train_samples: int | None = 20_000,
-        **base: object,
+        **params: object,
     ) -> None:
-        super().__init__(max_train_samples=max_train_samples, **base)
+        super().__init__(n_neighbors=n_neighbors, **params)
         if method not in KNN_METHODS:
             raise ValueError(f"knn: method must be one of {KNN_METHODS}, got {method!r}")
-        if n_neighbors < 1:
-            raise ValueError(f"knn: n_neighbors must be >= 1, got {n_neighbors}")
-        self.n_neighbors = n_neighbors
         self.method = method
-        self.algorithm = algorithm
-        self.leaf_size = leaf_size
-        self.metric = metric
-        self.p = p
-        self.n_jobs = n_jobs
-
-    @property
-    def min_train_samples(self) -> int:
-        return self.n_neighbors + 1
-
-    def _minimum_reason(self) -> str:
-        return f"n_neighbors={self.n_neighbors} + 1"
 
     def _reduce(self, distances: np.ndarray) -> np.ndarray:
         return {"mean": np.mean, "max": np.max, "median": np.median}[self.method](distances, axis=1)
 
     def _fit(self, X: np.ndarray) -> np.ndarray:
-        self.model_ = NearestNeighbors(
-            n_neighbors=self.n_neighbors,
-            algorithm=self.algorithm,
-            leaf_size=self.leaf_size,
-            metric=self.metric,
-            p=self.p,
-            n_jobs=self.n_jobs,
-        ).fit(X)
+        self.model_ = NearestNeighbors(**self._search_params()).fit(X)
         # kneighbors() without X excludes each training point from its own neighbours.
         distances, _ = self.model_.kneighbors()
         return self._reduce(distances)

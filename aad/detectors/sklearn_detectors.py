@@ -12,6 +12,7 @@ from sklearn.neighbors import LocalOutlierFactor
 from sklearn.svm import OneClassSVM
 
 from aad.detectors.base import BaseDetector
+from aad.detectors.neighbours import NeighbourDetector
 
 
 class IsolationForestDetector(BaseDetector):
@@ -107,7 +108,7 @@ class OneClassSVMDetector(BaseDetector):
         return -self.model_.score_samples(X)
 
 
-class LOFDetector(BaseDetector):
+class LOFDetector(NeighbourDetector):
     """Local outlier factor with ``novelty=True``; score = LOF = -``score_samples``.
 
     Training scores are sklearn's ``-negative_outlier_factor_`` (each point's LOF without
@@ -118,44 +119,12 @@ class LOFDetector(BaseDetector):
 
     name = "lof"
 
-    def __init__(
-        self,
-        n_neighbors: int = 20,
-        algorithm: str = "auto",
-        leaf_size: int = 30,
-        metric: str = "minkowski",
-        p: float = 2,
-        n_jobs: int | None = None,
-        max_train_samples: int | None = 20_000,
-        **base: object,
-    ) -> None:
-        super().__init__(max_train_samples=max_train_samples, **base)
-        if n_neighbors < 1:
-            raise ValueError(f"lof: n_neighbors must be >= 1, got {n_neighbors}")
-        self.n_neighbors = n_neighbors
-        self.algorithm = algorithm
-        self.leaf_size = leaf_size
-        self.metric = metric
-        self.p = p
-        self.n_jobs = n_jobs
-
-    @property
-    def min_train_samples(self) -> int:
-        return self.n_neighbors + 1
-
-    def _minimum_reason(self) -> str:
-        return f"n_neighbors={self.n_neighbors} + 1"
+    def __init__(self, n_neighbors: int = 20, **params: object) -> None:
+        super().__init__(n_neighbors=n_neighbors, **params)
 
     def _fit(self, X: np.ndarray) -> np.ndarray:
         self.model_ = LocalOutlierFactor(
-            n_neighbors=self.n_neighbors,
-            algorithm=self.algorithm,
-            leaf_size=self.leaf_size,
-            metric=self.metric,
-            p=self.p,
-            contamination=self.contamination,
-            novelty=True,
-            n_jobs=self.n_jobs,
+            **self._search_params(), contamination=self.contamination, novelty=True
         ).fit(X)
         return -self.model_.negative_outlier_factor_
 
