@@ -68,7 +68,7 @@ class MelConfig:
 
 
 @dataclass
-class MFCCConfig:
+class MFCCConfig(MelConfig):
     """MFCC: orthonormal DCT-II (torchaudio ``create_dct``) of the log-mel energies.
 
     Mel/log fields as in :class:`MelConfig`; the defaults follow ``librosa.feature.mfcc``
@@ -76,19 +76,9 @@ class MFCCConfig:
     the output has ``n_mfcc - 1`` coefficients.
     """
 
+    top_db: float | None = 80.0
     n_mfcc: int = 20
     drop_first_coefficient: bool = False
-    n_mels: int = 64
-    f_min: float = 0.0
-    f_max: float | None = None
-    mel_scale: str = "slaney"
-    norm: str | None = "slaney"
-    power: float = 2.0
-    log: str = "db"
-    eps: float = 1e-10
-    top_db: float | None = 80.0
-    subsample: int = 1
-    stft: STFTConfig | None = None
 
 
 @dataclass
