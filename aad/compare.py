@@ -179,11 +179,10 @@ def read_records(data: dict[str, Any], seed: int) -> Manifest:
 
     root = Path(data["root"])
     synthetic = data.get("synthetic")
-    if synthetic and not root.exists():
-        from aad.data.synthetic import generate_dataset
+    if synthetic:
+        from aad.data.synthetic import generate_if_missing
 
-        print(f"[compare] generating synthetic data in {root}", flush=True)
-        generate_dataset(root, **synthetic)
+        generate_if_missing(root, **synthetic)
     manifest = read_manifest(root, data["layout"], seed=seed, snr=data.get("snr"))
     return manifest.filter(machine_type=data["machine_types"], machine_id=data["machine_ids"])
 

@@ -7,7 +7,6 @@ DataLoader; features are computed on the device.
 
 from __future__ import annotations
 
-import logging
 import random
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,7 +24,6 @@ from aad.data.readers import list_machine_types, read_manifest
 
 __all__ = ["ClipDataset", "MachineSoundDataModule", "list_machine_types", "records_from_paths"]
 
-log = logging.getLogger(__name__)
 STAGE_ALIASES = {"train": "fit", "val": "validate", "validation": "validate"}
 
 
@@ -105,8 +103,8 @@ class MachineSoundDataModule(L.LightningDataModule):
     (or ``predict_paths`` when given). ``snr`` keeps one raw-MIMII SNR folder (e.g. ``0`` or
     ``"6_dB"``). ``train_from_test`` (default 0) trains on a seeded fraction of the test
     normals of a test-only folder (see :func:`borrow_test_normals`). When ``root`` does not
-    exist and
-    ``generate_if_missing`` is true, a synthetic dataset is written there first.
+    exist, ``generate_if_missing`` is true and its folder name starts with ``synthetic``, a
+    synthetic dataset is written there first; any other missing root is an error.
     """
 
     def __init__(
@@ -170,18 +168,10 @@ class MachineSoundDataModule(L.LightningDataModule):
         self._generate_if_missing()
 
     def _generate_if_missing(self) -> None:
-        if self.predict_paths is not None or Path(self.root).exists():
-            return
-        if not self.generate_if_missing:
-            return
-        from aad.data.synthetic import generate_dataset
+        if self.predict_paths is None and self.generate_if_missing:
+            from aad.data import synthetic
 
-        log.warning(
-            "dataset root %s does not exist: writing a synthetic dataset (size=%s) there",
-            self.root,
-            self.synthetic_size,
-        )
-        generate_dataset(self.root, size=self.synthetic_size)
+            synthetic.generate_if_missing(self.root, size=self.synthetic_size)
 
     def _selected_manifest(self) -> Manifest:
         manifest = read_manifest(

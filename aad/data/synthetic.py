@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import logging
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -618,6 +619,28 @@ def _clip_seed(seed: int, clip: PlannedClip) -> list[int]:
 
 
 # --------------------------------------------------------------------------- CLI
+SYNTHETIC_ROOT_PREFIX = "synthetic"
+
+
+def generate_if_missing(root: str | Path, **kwargs: object) -> bool:
+    """Write a synthetic dataset at ``root`` if it is missing and its folder name starts
+    with ``synthetic`` (``data/synthetic``, ``data/synthetic_mimii``); return whether it did.
+
+    Any other missing root is left alone, so a mistyped path to real data fails with
+    ``DatasetNotFoundError`` instead of silently training on synthetic sounds.
+    """
+    root = Path(root)
+    if root.exists() or not root.name.startswith(SYNTHETIC_ROOT_PREFIX):
+        return False
+    logging.getLogger(__name__).warning(
+        "dataset root %s does not exist: writing a synthetic dataset (%s) there",
+        root,
+        ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "defaults",
+    )
+    generate_dataset(root, **kwargs)
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m aad.data.synthetic --root data/synthetic``: write and summarise."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

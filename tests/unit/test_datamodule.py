@@ -107,16 +107,20 @@ def test_generates_synthetic_data_when_root_missing(
         )
 
     monkeypatch.setattr(synthetic, "generate_dataset", small)
-    root = tmp_path / "fresh"
-    with caplog.at_level(logging.WARNING, logger="aad.data.datamodule"):
+    root = tmp_path / "synthetic_fresh"
+    with caplog.at_level(logging.WARNING, logger="aad.data.synthetic"):
         dm = _module(root, clip_seconds=0.25)
         dm.prepare_data()
         dm.setup("fit")
-    assert calls == [(str(root), {"size": "small"})]
+    assert calls == [(root, {"size": "small"})]
     assert "writing a synthetic dataset" in caplog.text
     assert len(dm.records("fit")) + len(dm.records("validate")) == 4
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
-        _module(tmp_path / "absent", generate_if_missing=False).setup("fit")
+        _module(tmp_path / "synthetic_absent", generate_if_missing=False).setup("fit")
+    # a missing root not named synthetic* is a mistyped path to real data, never generated
+    with pytest.raises(DatasetNotFoundError, match="mimii_typo.*does not exist"):
+        _module(tmp_path / "mimii_typo").setup("fit")
+    assert len(calls) == 1
 
 
 def test_bad_clip_is_skipped_or_raises_under_strict(tmp_path: Path, synthetic_root: Path) -> None:
