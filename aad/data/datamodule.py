@@ -233,9 +233,12 @@ class MachineSoundDataModule(L.LightningDataModule):
             n_val = min(max(n_val, 1), len(train) - 1)
         held_out = set(order[:n_val])
         test = list(manifest.filter(split="test"))
+        fit = [r for i, r in enumerate(train) if i not in held_out]
         self._records = {
-            "fit": [r for i, r in enumerate(train) if i not in held_out],
-            "validate": [r for i, r in enumerate(train) if i in held_out],
+            "fit": fit,
+            # nothing held out (val_fraction=0): validate on the training clips, so val/loss
+            # and the callbacks monitoring it still exist
+            "validate": [r for i, r in enumerate(train) if i in held_out] or fit,
             "test": test,
             "predict": list(manifest) if self.predict_paths is not None else test,
         }

@@ -67,7 +67,7 @@ def test_machine_type_and_id_filters(synthetic_root: Path) -> None:
     dm = _module(synthetic_root, machine_type="valve", machine_id="id_02", val_fraction=0.0)
     dm.setup("fit")
     assert {(r.machine_type, r.machine_id) for r in dm.records("test")} == {("valve", "id_02")}
-    assert len(dm.records("fit")) == 12 and dm.records("validate") == []
+    assert len(dm.records("fit")) == 12 and dm.records("validate") == dm.records("fit")
     with pytest.raises(ValueError, match=r"machine_type 'drill' not found .* \['fan', 'valve'\]"):
         _module(synthetic_root, machine_type="drill").setup("fit")
     with pytest.raises(ValueError, match=r"machine_id 'id_09' not found"):
@@ -203,3 +203,11 @@ def test_train_from_test_borrows_normals_of_a_test_only_folder(dcase2020_mini: P
     assert sum(r.label == "anomaly" for r in test) == 11
     with pytest.raises(ValueError, match=r"train_from_test must be in \[0, 1\), got 1.0"):
         MachineSoundDataModule(root=str(dcase2020_mini), train_from_test=1.0)
+
+
+def test_without_held_out_clips_validation_reads_the_training_clips(synthetic_root: Path) -> None:
+    dm = _module(synthetic_root, machine_type="fan", val_fraction=0.0)
+    dm.setup("fit")
+    assert dm.records("validate") == dm.records("fit") != []
+    validated = torch.cat([batch["index"] for batch in dm.val_dataloader()])
+    assert validated.tolist() == list(range(len(dm.records("fit"))))
