@@ -398,7 +398,7 @@ def evaluate_main(argv: list[str] | None = None) -> pd.DataFrame | None:
             return predict_files(paths[0], args.inputs, device, args.out, overrides)
         out_dir = Path(args.out) if args.out else _default_out(paths)
         if args.explain:
-            return explain_clips(paths[0], args.explain, device, out_dir)
+            return explain_clips(paths[0], args.explain, device, out_dir, overrides)
         return evaluate_checkpoints(paths, overrides, device, out_dir, plots=not args.no_plots)
     except torch.cuda.OutOfMemoryError as error:
         batch_size = overrides.get("batch_size", "the checkpoint's data.batch_size")
@@ -460,12 +460,22 @@ def _wav_files(inputs: list[str]) -> list[Path]:
     return files
 
 
-def _num_samples(checkpoint: dict[str, Any], sample_rate: int) -> int | None:
-    try:
-        seconds = datamodule_hparams(checkpoint, {}).get("clip_seconds")
-    except ValueError:
-        return None
-    return int(round(seconds * sample_rate)) if seconds else None
+def clip_loading(
+    checkpoint: dict[str, Any], sample_rate: int, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``load_waveform`` arguments for loose clips, as the training data loaded them: the
+    checkpoint's ``channel`` and ``clip_seconds`` (``--data.*`` overrides win), so predict and
+    explain score a clip exactly as ``evaluate.py`` and ``test_step`` do."""
+    data = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    if not data:
+        data = dict(checkpoint.get("aad", {}).get("datamodule_hparams") or {})
+    data.update(overrides or {})
+    seconds = data.get("clip_seconds")
+    return {
+        "sample_rate": sample_rate,
+        "channel": data.get("channel", 0),
+        "num_samples": int(round(seconds * sample_rate)) if seconds else None,
+    }
 
 
 def predict_files(
@@ -484,13 +494,10 @@ def predict_files(
     module, checkpoint = load_module(path)
     module.to(device)
     files = _wav_files(inputs)
-    num_samples = _num_samples(checkpoint, module.sample_rate)
-    if "clip_seconds" in overrides:
-        seconds = overrides["clip_seconds"]
-        num_samples = int(round(seconds * module.sample_rate)) if seconds else None
+    loading = clip_loading(checkpoint, module.sample_rate, overrides)
     rows = []
     for file in files:
-        waveform = load_waveform(file, sample_rate=module.sample_rate, num_samples=num_samples)
+        waveform = load_waveform(file, **loading)
         output = score_batch(module, {"waveform": waveform[None].to(device)})
         rows.append({"path": str(file), "score": float(output.clip_scores[0])})
     table = pd.DataFrame(rows)
@@ -507,20 +514,28 @@ def predict_files(
 
 
 def explain_clips(
-    path: Path, clips: list[str], device: torch.device, out_dir: Path
+    path: Path,
+    clips: list[str],
+    device: torch.device,
+    out_dir: Path,
+    overrides: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Per-frame reconstruction error of single clips: ``explain_<stem>.png`` and ``.csv``."""
+    """Per-frame reconstruction error of single clips: ``explain_<stem>.png`` and ``.csv``.
+
+    Clips are loaded as for scoring (:func:`clip_loading`), so the printed score and
+    decision are those ``evaluate.py`` and ``predict`` give the same clip."""
     from aad.data.audio import load_waveform
     from aad.models.base import load_module
     from aad.report.plots import plot_frame_errors
     from aad.scoring import score_batch
 
-    module, _ = load_module(path)
+    module, checkpoint = load_module(path)
     module.to(device)
+    loading = clip_loading(checkpoint, module.sample_rate, overrides)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = []
     for clip in clips:
-        waveform = load_waveform(clip, sample_rate=module.sample_rate)
+        waveform = load_waveform(clip, **loading)
         output = score_batch(module, {"waveform": waveform[None].to(device)})
         errors = output.frame_errors[0].cpu().numpy()
         times = frame_times_s(module, len(errors))

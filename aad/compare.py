@@ -40,6 +40,8 @@ from aad.detectors import detector_from_spec
 from aad.embeddings import compute_embeddings, embedding_signature, resolve_device
 from aad.metrics import metrics_table, to_markdown
 from aad.report.compare_plots import plot_auc_bars, plot_roc_curves
+from aad.report.tables import grouped_metrics
+from aad.thresholds import decide
 
 PROTOCOLS = ("clean", "study")
 STUDY_PROTOCOL_LABEL = "study protocol (test includes training normals)"
@@ -112,6 +114,7 @@ def load_config(path: str | Path, overrides: Sequence[str] | None = None) -> dic
     data.setdefault("clip_seconds", None)
     data.setdefault("protocol", "clean")
     data.setdefault("train_fraction", 0.8)
+    data.setdefault("strict", False)
     if data["protocol"] not in PROTOCOLS:
         raise ValueError(f"data.protocol must be one of {PROTOCOLS}, got {data['protocol']!r}")
     if "root" not in data or data["root"] is None:
@@ -173,8 +176,11 @@ class Group:
         )
 
 
-def read_records(data: dict[str, Any], seed: int) -> Manifest:
-    """The manifest of ``data.root`` (generating the synthetic set there first if asked)."""
+def read_records(data: dict[str, Any], seed: int, sample_rate: int = 16000) -> Manifest:
+    """The manifest of ``data.root`` (generating the synthetic set there first if asked),
+    with unreadable clips dropped (one warning; ``data.strict: true`` raises) exactly as
+    ``MachineSoundDataModule`` drops them for train.py."""
+    from aad.data.audio import validate_clips
     from aad.data.readers import read_manifest
 
     root = Path(data["root"])
@@ -184,7 +190,8 @@ def read_records(data: dict[str, Any], seed: int) -> Manifest:
 
         generate_if_missing(root, **synthetic)
     manifest = read_manifest(root, data["layout"], seed=seed, snr=data.get("snr"))
-    return manifest.filter(machine_type=data["machine_types"], machine_id=data["machine_ids"])
+    manifest = manifest.filter(machine_type=data["machine_types"], machine_id=data["machine_ids"])
+    return validate_clips(manifest, sample_rate, bool(data.get("strict", False)), data["channel"])
 
 
 def study_split(records: Sequence[ClipRecord], fraction: float, seed: int) -> list[ClipRecord]:
@@ -308,7 +315,6 @@ def train_and_score_model(
     spec: dict[str, Any],
     group: Group,
     config: dict[str, Any],
-    num_samples: int,
 ) -> tuple[Any, np.ndarray]:
     """Train a model method on the group's normal clips (``aad.training.fit_module``) and
     score its test clips (``aad.scoring.score_dataloader``, the one scoring path)."""
@@ -318,6 +324,8 @@ def train_and_score_model(
     seed = int(config["seed"])
     seed_everything(seed)
     module = build_module(spec, config.get("features"))
+    # clip length at the model's own rate (its features may differ from the global ones)
+    num_samples = num_samples_for(config["data"], module.sample_rate, group.train or group.test)
     channel = config["data"]["channel"]
     batch_size = int(spec.get("batch_size", 16))
     workers = int(config["embedding"]["num_workers"])
@@ -344,12 +352,21 @@ def embed(
     records: Sequence[ClipRecord],
     config: dict[str, Any],
     spec: dict[str, Any],
-    num_samples: int,
+    reference: Sequence[ClipRecord],
     module: Any = None,
 ) -> np.ndarray:
-    """Embeddings of records for one detector method (global settings + method overrides)."""
+    """Embeddings of records for one detector method (global settings + method overrides);
+    clips are cut to ``data.clip_seconds`` (or the length of ``reference[0]``) at the rate
+    of the features actually used (the method's, or the latent model's)."""
+    from aad.features import FeatureConfig
+
     settings = {**config["embedding"], **(spec.get("embedding_params") or {})}
     features = deep_merge(config.get("features") or {}, spec.get("features") or {})
+    if module is not None:
+        rate = module.sample_rate
+    else:
+        rate = FeatureConfig.from_dict(features).sample_rate
+    num_samples = num_samples_for(config["data"], int(rate), reference)
     return compute_embeddings(
         records,
         features,
@@ -376,8 +393,7 @@ def run_group(
     trained: dict[str, Any] = {}
     frames: list[pd.DataFrame] = []
     runs: list[dict[str, Any]] = []
-    sample_rate = int(config.get("features", {}).get("sample_rate", 16000))
-    num_samples = num_samples_for(config["data"], sample_rate, group.train or group.test)
+    reference = group.train or group.test  # data.clip_seconds null: this clip's length
     # models first, so detectors on their latent code can reuse them
     order = sorted(range(len(methods)), key=lambda i: method_kind(methods[i]) != "model")
     results: dict[int, pd.DataFrame] = {}
@@ -386,7 +402,7 @@ def run_group(
         name = spec["name"]
         start = time.perf_counter()
         if method_kind(spec) == "model":
-            module, scores = train_and_score_model(spec, group, config, num_samples)
+            module, scores = train_and_score_model(spec, group, config)
             trained[name] = module
             threshold = float(module.threshold)
         else:
@@ -400,10 +416,10 @@ def run_group(
                     )
                 module = trained[source]
             detector = detector_from_spec(detector_spec(spec, seed))
-            train_x = embed(group.train, config, spec, num_samples, module)
+            train_x = embed(group.train, config, spec, reference, module)
             signature = _signature(config, spec, module)
             detector.fit(train_x, feature_signature=signature)
-            test_x = embed(group.test, config, spec, num_samples, module)
+            test_x = embed(group.test, config, spec, reference, module)
             scores = detector.decision_function(test_x, feature_signature=signature)
             threshold = float(detector.threshold_)
         seconds = time.perf_counter() - start
@@ -452,22 +468,16 @@ def _scores_frame(group: Group, method: str, scores: np.ndarray, threshold: floa
             "split": [r.split for r in group.test],
             "target": [r.target for r in group.test],
             "score": np.asarray(scores, dtype=np.float64),
-            "decision": (np.asarray(scores) > threshold).astype(np.int64),
+            "decision": decide(scores, threshold),
         }
     )
 
 
 # ----------------------------------------------------------------------------- tables
 def results_table(clip_scores: pd.DataFrame) -> pd.DataFrame:
-    """Per method: :func:`aad.metrics.metrics_table` rows (ids, per-type mean/hmean, ALL)."""
-    tables = []
-    for method, frame in clip_scores.groupby("method", sort=False):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            table = metrics_table(frame.drop(columns=["method"]))
-        table.insert(0, "method", method)
-        tables.append(table)
-    return pd.concat(tables, ignore_index=True)
+    """Per method: :func:`aad.metrics.metrics_table` rows (ids, per-type mean/hmean, ALL),
+    stacked by :func:`aad.report.tables.grouped_metrics` as evaluate.py stacks its models."""
+    return grouped_metrics(clip_scores, "method")
 
 
 def summary_table(table: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
@@ -538,7 +548,8 @@ def main(config_path: str, overrides: list[str] | None = None) -> pd.DataFrame:
     config = load_config(config_path, normalise_overrides(overrides))
     seed = int(config["seed"])
     seed_everything(seed)
-    manifest = read_records(config["data"], seed)
+    sample_rate = int(config["features"].get("sample_rate", 16000))
+    manifest = read_records(config["data"], seed, sample_rate)
     groups = make_groups(manifest, config["data"], seed)
     if not groups:
         raise ValueError(f"no clips under {config['data']['root']} match the data filters")

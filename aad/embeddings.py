@@ -65,7 +65,11 @@ def _cache_key(records: Sequence[ClipRecord], params: dict[str, Any]) -> str:
 
 
 def _module_fingerprint(module: torch.nn.Module) -> str:
+    """Class, hyperparameters (e.g. an LSTM-AE's ``window``, which changes ``encode`` but no
+    weight shape) and every weight and buffer of ``module``."""
     digest = hashlib.sha256(type(module).__qualname__.encode())
+    hparams = dict(getattr(module, "hparams", None) or {})
+    digest.update(json.dumps(hparams, sort_keys=True, default=str).encode())
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -156,3 +156,57 @@ def test_shipped_config_resolves_presets_and_builds_every_method(tmp_path: Path)
         else:
             detector = detector_from_spec(detector_spec(spec, seed=3))
             assert detector.random_state == 3
+
+
+def test_unreadable_clips_are_skipped_as_train_py_skips_them(synthetic_root: Path, tmp_path: Path):
+    """compare reads the clips train.py would: a corrupt clip is dropped with one warning
+    (``data.strict: true`` raises), instead of crashing the run when its embedding is made."""
+    import shutil
+
+    from aad.compare import read_records
+    from aad.data.audio import AudioDecodeError
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root / "fan", root / "fan")
+    corrupt = root / "fan" / "train" / "normal_id_00_99999999.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
+    data = {"root": str(root), "layout": "auto", "machine_types": None, "machine_ids": None,
+            "channel": 0}  # fmt: skip
+    with pytest.warns(UserWarning, match="skipping 1 unreadable clip"):
+        manifest = read_records(data, seed=0)
+    assert str(corrupt) not in {r.path for r in manifest}
+    assert len(manifest) == len(list((root / "fan").rglob("*.wav"))) - 1
+    with pytest.raises(AudioDecodeError, match="unreadable"):
+        read_records({**data, "strict": True}, seed=0)
+
+
+def test_clip_length_follows_the_rate_of_the_features_used(tmp_path: Path):
+    """data.clip_seconds is seconds: a method whose features run at 8 kHz gets 0.5 s of audio
+    (4000 samples), not the 8000 samples 0.5 s is at the global 16 kHz (1 s of audio, half
+    of it zero padding)."""
+    import numpy as np
+    import soundfile as sf
+
+    from aad.compare import embed
+    from aad.data.manifest import ClipRecord
+    from aad.embeddings import compute_embeddings
+
+    rng = np.random.default_rng(0)
+    records = []
+    for index in range(2):
+        path = tmp_path / f"clip_{index}.wav"
+        sf.write(path, (0.1 * rng.normal(size=16000)).astype(np.float32), 16000)
+        records.append(ClipRecord(str(path), "test", "fan", "id_00", "train", "normal"))
+    config = {
+        "data": {"clip_seconds": 0.5, "channel": 0},
+        "features": {"sample_rate": 16000, "features": ["mel"]},
+        "embedding": {"mode": "pooled", "stats": ["mean", "std"], "batch_size": 2,
+                      "device": "cpu", "cache_dir": None, "num_workers": 0},  # fmt: skip
+        "progress": False,
+    }
+    spec = {"name": "knn_8k", "features": {"sample_rate": 8000}}
+    result = embed(records, config, spec, records)
+    features = {"sample_rate": 8000, "features": ["mel"]}
+    expected = compute_embeddings(records, features, device="cpu", cache_dir=None,
+                                  num_samples=4000, progress=False)  # fmt: skip
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)

@@ -109,3 +109,25 @@ def test_records_of_other_lengths_are_padded_to_the_first(records, tmp_path: Pat
     mixed = [*records[:1], ClipRecord(str(short), "test", "fan", "id_00", "test", "normal")]
     result = compute_embeddings(mixed, {"features": ["mel"]}, device="cpu", cache_dir=None)
     assert result.shape == (2, 128) and np.all(np.isfinite(result))
+
+
+def test_latent_cache_is_keyed_by_the_module_hyperparameters(records, tmp_path):
+    """Two LSTM-AEs with the same weights but other windows encode differently: the second
+    must not be served the first one's cached latent embeddings."""
+    from aad.models import LSTMAE
+
+    modules = []
+    for window in (4, 16):
+        torch.manual_seed(0)
+        modules.append(LSTMAE(window=window, latent_size=6, normalize=False).eval())
+    torch.testing.assert_close(modules[0].state_dict(), modules[1].state_dict(),
+                               rtol=0, atol=0, equal_nan=True)  # fmt: skip
+    results = [
+        compute_embeddings(records, source="latent", module=m, device="cpu", cache_dir=tmp_path)
+        for m in modules
+    ]
+    waveform = torch.stack([load_waveform(r.path) for r in records])
+    with torch.no_grad():
+        expected = modules[1].encode(modules[1].prepare_features(waveform)).numpy()
+    np.testing.assert_allclose(results[1], expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(results[0], results[1])

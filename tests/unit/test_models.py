@@ -26,6 +26,12 @@ def test_window_starts_cover_every_frame():
     assert window_starts(10, 4, 2) == [0, 2, 4, 6]
 
 
+@pytest.mark.parametrize("kwargs", [{"window": 0}, {"train_stride": 0}, {"train_stride": -4}])
+def test_bad_windowing_is_refused_at_construction(kwargs):
+    with pytest.raises(ValueError, match="must be >= 1 frame"):
+        LSTMAE(features=SMALL_FEATURES, **kwargs)
+
+
 def test_windows_round_trip():
     features = torch.randn(2, 10, 3)
     windows, starts = to_windows(features, 4, 4)

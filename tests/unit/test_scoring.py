@@ -124,3 +124,44 @@ def test_resolve_checkpoints_prefers_best(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no .ckpt files"):
         resolve_checkpoints([str(tmp_path / "empty")])
+
+
+def test_predict_and_explain_load_clips_as_the_training_data(module, tmp_path):
+    """A model trained on channel "mean" with 0.25 s clips: predict and explain must score a
+    two-channel, 0.5 s file as evaluate.py would (channels mixed, cropped to 0.25 s), not
+    channel 0 of the whole file."""
+    import soundfile as sf
+
+    from aad.cli import explain_clips, predict_files
+    from aad.data.audio import load_waveform
+
+    module.eval().threshold.fill_(0.5)
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "aad": module.checkpoint_metadata(),
+        "datamodule_hyper_parameters": {
+            "root": str(tmp_path),
+            "channel": "mean",
+            "clip_seconds": 0.25,
+        },
+    }
+    ckpt = tmp_path / "m.ckpt"
+    torch.save(checkpoint, ckpt)
+    rng = np.random.default_rng(0)
+    stereo = np.stack([rng.normal(size=8000), 5 * rng.normal(size=8000)], axis=1)
+    clip = tmp_path / "stereo.wav"
+    sf.write(clip, (0.1 * stereo).astype(np.float32), 16000)
+    waveform = load_waveform(clip, 16000, channel="mean", num_samples=4000)
+    expected = float(score_batch(module, {"waveform": waveform[None]}).clip_scores[0])
+
+    predicted = predict_files(ckpt, [str(clip)], torch.device("cpu"), None, {})
+    assert predicted["score"][0] == pytest.approx(expected, rel=1e-6)
+    explained = explain_clips(ckpt, [str(clip)], torch.device("cpu"), tmp_path / "explain")
+    assert explained["score"][0] == pytest.approx(expected, rel=1e-6)
+    # --data.* overrides still win: channel 1 of the whole file
+    whole = load_waveform(clip, 16000, channel=1)
+    expected_1 = float(score_batch(module, {"waveform": whole[None]}).clip_scores[0])
+    overrides = {"channel": 1, "clip_seconds": None}
+    predicted = predict_files(ckpt, [str(clip)], torch.device("cpu"), None, overrides)
+    assert predicted["score"][0] == pytest.approx(expected_1, rel=1e-6)

@@ -50,6 +50,8 @@ class LSTMAE(AnomalyModule):
         )
         if window < 1:
             raise ValueError(f"window must be >= 1 frame, got {window}")
+        if train_stride is not None and train_stride < 1:
+            raise ValueError(f"train_stride must be >= 1 frame (null = window), got {train_stride}")
         self.save_hyperparameters()
         self.window = window
         self.train_stride = train_stride or window
