@@ -3,9 +3,11 @@
 Used by ``train.py`` (after LightningCLI's fit) and by the compare command::
 
     from aad.models import LSTMAE
-    from aad.training import fit_module, embed_dataloader
+    from aad.training import fit_module
     module = fit_module(LSTMAE(window=32), datamodule, {"max_epochs": 10})
-    index, latent = embed_dataloader(module, datamodule.test_dataloader())
+
+Latent clip embeddings of a fitted module: ``aad.embeddings.compute_embeddings(...,
+source="latent", module=module)``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -133,23 +134,3 @@ def _atomic_save(checkpoint: dict[str, Any], path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-@torch.no_grad()
-def embed_dataloader(module: AnomalyModule, dataloader: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Latent clip embeddings ``(N, latent)`` of every clip of a loader, with their ``index``.
-
-    Features are computed and normalised exactly as for scoring; float32, eval mode.
-    """
-    was_training = module.training
-    module.eval()
-    indices, embeddings = [], []
-    try:
-        for batch in dataloader:
-            features = module.prepare_features(batch["waveform"].to(module.device))
-            with torch.autocast(device_type=features.device.type, enabled=False):
-                embeddings.append(module.encode(features).float().cpu().numpy())
-            indices.append(batch["index"].cpu().numpy())
-    finally:
-        module.train(was_training)
-    return np.concatenate(indices), np.concatenate(embeddings)

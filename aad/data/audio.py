@@ -12,6 +12,7 @@ import struct
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -27,7 +28,8 @@ class AudioDecodeError(ValueError):
     """A clip could not be decoded into finite samples (the message names the file)."""
 
 
-def _check_channel(channel: Channel) -> None:
+def check_channel(channel: Channel) -> None:
+    """Raise ``ValueError`` unless ``channel`` is a non-negative int or ``"mean"``."""
     if channel == "mean":
         return
     if isinstance(channel, bool) or not isinstance(channel, int) or channel < 0:
@@ -78,7 +80,7 @@ def load_waveform(
     Raises :class:`AudioDecodeError` for undecodable, empty or non-finite clips and for a
     channel the file lacks; warns when the clip is all zeros (silence).
     """
-    _check_channel(channel)
+    check_channel(channel)
     try:
         with sf.SoundFile(str(path)) as handle:
             file_rate, channels = handle.samplerate, handle.channels
@@ -128,20 +130,25 @@ def _riff_truncated(path: Path) -> bool:
 
 def clip_problem(path: str | Path) -> str | None:
     """Why a clip's header is unusable (``None`` when it looks fine). Cheap: no decode."""
+    return _header(path)[0]
+
+
+def _header(path: str | Path) -> tuple[str | None, Any]:
+    """``(problem, None)`` for an unusable header, else ``(None, soundfile info)``."""
     path = Path(path)
     if not path.is_file():
-        return "file not found"
+        return "file not found", None
     if path.stat().st_size == 0:
-        return "zero-length file"
+        return "zero-length file", None
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, RuntimeError) as err:
-        return f"not readable audio ({err})"
+        return f"not readable audio ({err})", None
     if info.frames == 0:
-        return "no audio frames"
+        return "no audio frames", None
     if _riff_truncated(path):
-        return "truncated (data chunk shorter than its header says)"
-    return None
+        return "truncated (data chunk shorter than its header says)", None
+    return None, info
 
 
 def validate_clips(
@@ -158,16 +165,15 @@ def validate_clips(
     load). A ``channel`` index beyond a file's channels always raises.
     """
     if channel is not None:
-        _check_channel(channel)
+        check_channel(channel)
     good: list[ClipRecord] = []
     bad: list[str] = []
     rates: set[int] = set()
     for record in manifest:
-        problem = clip_problem(record.path)
+        problem, info = _header(record.path)  # one header read per clip
         if problem is not None:
             bad.append(f"{record.path}: {problem}")
             continue
-        info = sf.info(record.path)
         if isinstance(channel, int) and channel >= info.channels:
             raise channel_error(record.path, channel, info.channels)
         rates.add(int(info.samplerate))

@@ -18,7 +18,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from aad.data.audio import AudioDecodeError, clip_num_samples, load_waveform, validate_clips
+from aad.data.audio import (
+    AudioDecodeError,
+    check_channel,
+    clip_num_samples,
+    load_waveform,
+    validate_clips,
+)
 from aad.data.manifest import ClipRecord, Manifest
 from aad.data.readers import list_machine_types, read_manifest
 
@@ -104,7 +110,8 @@ class MachineSoundDataModule(L.LightningDataModule):
     ``"6_dB"``). ``train_from_test`` (default 0) trains on a seeded fraction of the test
     normals of a test-only folder (see :func:`borrow_test_normals`). When ``root`` does not
     exist, ``generate_if_missing`` is true and its folder name starts with ``synthetic``, a
-    synthetic dataset is written there first; any other missing root is an error.
+    synthetic dataset is written there first (in ``layout`` when that is ``dcase2020``,
+    ``mimii`` or ``dcase2021``, else DCASE 2020); any other missing root is an error.
     """
 
     def __init__(
@@ -133,8 +140,7 @@ class MachineSoundDataModule(L.LightningDataModule):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if not 0.0 <= train_from_test < 1.0:
             raise ValueError(f"train_from_test must be in [0, 1), got {train_from_test}")
-        if channel != "mean" and not isinstance(channel, int):
-            raise ValueError(f"channel must be an int or 'mean', got {channel!r}")
+        check_channel(channel)
         self.root = root
         self.layout = layout
         self.machine_type = machine_type
@@ -171,7 +177,10 @@ class MachineSoundDataModule(L.LightningDataModule):
         if self.predict_paths is None and self.generate_if_missing:
             from aad.data import synthetic
 
-            synthetic.generate_if_missing(self.root, size=self.synthetic_size)
+            kwargs: dict[str, Any] = {"size": self.synthetic_size}
+            if self.layout in synthetic.SYNTHETIC_LAYOUTS:  # e.g. data/synthetic_mimii + mimii
+                kwargs["layout"] = self.layout
+            synthetic.generate_if_missing(self.root, **kwargs)
 
     def _selected_manifest(self) -> Manifest:
         manifest = read_manifest(

@@ -13,6 +13,7 @@ import re
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from aad.data.manifest import ClipRecord, Manifest
@@ -110,20 +111,7 @@ def mimii_split(records: list[ClipRecord], seed: int = 0) -> list[ClipRecord]:
         key = (record.machine_type, record.machine_id, Path(record.path).name)
         return "test" if record.label == "anomaly" or key in test_normal else "train"
 
-    return [_replace_split(r, split_of(r)) for r in records]
-
-
-def _replace_split(record: ClipRecord, split: str) -> ClipRecord:
-    return ClipRecord(
-        record.path,
-        record.dataset,
-        record.machine_type,
-        record.machine_id,
-        split,
-        record.label,
-        record.domain,
-        dict(record.attributes),
-    )
+    return [replace(r, split=split_of(r)) for r in records]
 
 
 def read_mimii(
@@ -180,7 +168,7 @@ def read_attribute_csvs(folder: Path) -> dict[str, dict[str, str]]:
     """
     table: dict[str, dict[str, str]] = {}
     for csv_path in sorted(folder.glob("attributes_*.csv")):
-        with csv_path.open(newline="") as handle:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:  # tolerate a BOM
             for row in csv.DictReader(handle):
                 name = Path(row.get("file_name") or "").name
                 if name:
@@ -244,16 +232,7 @@ def _with_csv_attributes(records: list[ClipRecord]) -> list[ClipRecord]:
                 cache[folder] = read_attribute_csvs(folder)
             extra.update(cache[folder].get(path.name, {}))
         if extra:
-            record = ClipRecord(
-                record.path,
-                record.dataset,
-                record.machine_type,
-                record.machine_id,
-                record.split,
-                record.label,
-                record.domain,
-                {**record.attributes, **extra},
-            )
+            record = replace(record, attributes={**record.attributes, **extra})
         merged.append(record)
     return merged
 

@@ -64,8 +64,9 @@ class STFTParams:
             return 0
         if self.framing == "speechpy":
             return (num_samples - self.win_length) // self.hop_length
-        if self.center:
-            return 1 + num_samples // self.hop_length
+        if self.center:  # torch.stft pads n_fft // 2 on each side (odd n_fft: one short)
+            padded = num_samples + 2 * (self.n_fft // 2)
+            return 1 + (padded - self.n_fft) // self.hop_length
         return 1 + (num_samples - self.n_fft) // self.hop_length
 
     def frame_offset(self) -> float:

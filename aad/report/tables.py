@@ -74,8 +74,3 @@ def grouped_metrics(clip_scores: pd.DataFrame, group_column: str | None = None) 
 def _ordered(table: pd.DataFrame) -> pd.DataFrame:
     columns = [c for c in TABLE_COLUMNS if c in table.columns]
     return table[columns + [c for c in table.columns if c not in columns]]
-
-
-def summary_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """Only the per-type ``hmean`` rows (and ``ALL``): the short table printed at the end."""
-    return table[table["machine_id"] == "hmean"].reset_index(drop=True)

@@ -176,3 +176,20 @@ def test_validate_warns_once_about_mixed_rates(tmp_path: Path, tone: Path) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # all at the target rate: no warning at all
         assert len(validate_clips([_record(tone)], 16000)) == 1
+
+
+def test_validate_reads_each_header_once(
+    tmp_path: Path, tone: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = _write(tmp_path / "other.wav", np.full(1600, 0.1, dtype=np.float32))
+    calls: list[str] = []
+    real_info = sf.info
+
+    def counting_info(path, *args, **kwargs):
+        calls.append(str(path))
+        return real_info(path, *args, **kwargs)
+
+    monkeypatch.setattr(sf, "info", counting_info)
+    kept = validate_clips([_record(tone), _record(other)], 16000, channel=0)
+    assert len(kept) == 2
+    assert sorted(calls) == sorted([str(tone), str(other)])  # not twice per clip

@@ -123,6 +123,32 @@ def test_generates_synthetic_data_when_root_missing(
     assert len(calls) == 1
 
 
+def test_generated_synthetic_data_follows_the_requested_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = synthetic.generate_dataset
+    layouts = []
+
+    def small(root, **kwargs):
+        layouts.append(kwargs.get("layout"))
+        tiny = {"n_train": 4, "n_test_normal": 1, "n_test_anomaly": 1, "duration_s": 0.25}
+        kwargs = {**kwargs, "machine_types": ("valve",), "machine_ids": ("id_00",), **tiny}
+        return real(root, **kwargs)
+
+    monkeypatch.setattr(synthetic, "generate_dataset", small)
+    dm = _module(tmp_path / "synthetic_mimii", layout="mimii", clip_seconds=0.25)
+    dm.prepare_data()
+    dm.setup("fit")  # a MIMII tree, not a DCASE 2020 one the mimii reader cannot read
+    assert layouts == ["mimii"]
+    assert {r.dataset for r in dm.manifest} == {"mimii"}
+
+
+@pytest.mark.parametrize("channel", [-1, True, "left", 1.0])
+def test_bad_channel_is_refused_at_construction(synthetic_root: Path, channel) -> None:
+    with pytest.raises(ValueError, match="channel must be a non-negative int or 'mean'"):
+        _module(synthetic_root, channel=channel)
+
+
 def test_bad_clip_is_skipped_or_raises_under_strict(tmp_path: Path, synthetic_root: Path) -> None:
     root = tmp_path / "copy"
     shutil.copytree(synthetic_root / "fan", root / "fan")

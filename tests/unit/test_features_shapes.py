@@ -121,6 +121,15 @@ def test_num_frames_matches_forward_for_odd_lengths() -> None:
         assert {k: v.shape[1] for k, v in parts.items()} == extractor.part_frames(samples)
 
 
+@pytest.mark.parametrize("pad_mode", ["constant", "reflect"])
+def test_num_frames_matches_forward_for_odd_n_fft(pad_mode: str) -> None:
+    # a centred odd-length FFT pads n_fft // 2 per side: one sample short of n_fft in total
+    stft = STFTConfig(n_fft=1023, hop_length=128, pad_mode=pad_mode)
+    extractor = FeatureExtractor(FeatureConfig(features=["mel"], stft=stft))
+    for samples in (16000, 16001, 16127, 16384):
+        assert extractor(_noise(1, samples)).shape[1] == extractor.num_frames(samples)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu() -> None:

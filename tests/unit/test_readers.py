@@ -162,6 +162,16 @@ def test_dcase2023_attribute_csv_and_eval_names(tmp_path: Path) -> None:
     assert parse_name_attributes("car_A1_spd_28V_mic_1") == {"car": "A1", "spd": "28V", "mic": "1"}
 
 
+def test_attribute_csv_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
+    name = "section_00_source_train_normal_0000_car_A1.wav"
+    _write_clip(tmp_path / "ToyCar" / "train" / name)
+    (tmp_path / "ToyCar" / "attributes_00.csv").write_bytes(
+        b"\xef\xbb\xbffile_name,d1p,d1v\nToyCar/train/" + name.encode() + b",spd,28V\n"
+    )
+    (record,) = read_manifest(tmp_path)
+    assert record.attributes == {"car": "A1", "spd": "28V"}
+
+
 def test_toyadmos2_dataset_name(tmp_path: Path) -> None:
     _write_clip(tmp_path / "ToyCar" / "train" / "section_00_source_train_normal_0000_car_A1.wav")
     _write_clip(tmp_path / "fan" / "train" / "section_00_source_train_normal_0000_noAttribute.wav")
