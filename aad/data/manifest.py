@@ -7,6 +7,7 @@ Every reader (raw MIMII, DCASE 2020, DCASE 2021+, ToyADMOS2, synthetic) returns 
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -145,7 +146,7 @@ class Manifest:
         return "\n".join(lines)
 
     def to_csv(self, path: str | Path) -> Path:
-        """Write the manifest as CSV; attributes are ``key=value`` pairs joined by ``;``."""
+        """Write the manifest as CSV; the attributes column holds a JSON object."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as handle:
@@ -153,7 +154,7 @@ class Manifest:
             writer.writeheader()
             for record in self.records:
                 row = asdict(record)
-                row["attributes"] = ";".join(f"{k}={v}" for k, v in record.attributes.items())
+                row["attributes"] = json.dumps(record.attributes, ensure_ascii=False)
                 writer.writerow(row)
         return path
 
@@ -161,8 +162,7 @@ class Manifest:
     def from_csv(cls, path: str | Path) -> Manifest:
         with Path(path).open(newline="") as handle:
             rows = list(csv.DictReader(handle))
-        records = []
-        for row in rows:
-            pairs = [p.split("=", 1) for p in row.pop("attributes").split(";") if p]
-            records.append(ClipRecord(**row, attributes={k: v for k, v in pairs}))
-        return cls(records)
+        return cls(
+            ClipRecord(**{**row, "attributes": json.loads(row["attributes"] or "{}")})
+            for row in rows
+        )

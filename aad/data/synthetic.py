@@ -15,6 +15,7 @@ import argparse
 import csv
 import io
 import logging
+import shutil
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -637,7 +638,10 @@ def generate_if_missing(root: str | Path, **kwargs: object) -> bool:
         root,
         ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "defaults",
     )
-    generate_dataset(root, **kwargs)
+    partial = root.with_name(root.name + ".partial")  # renamed only once complete, so an
+    shutil.rmtree(partial, ignore_errors=True)  # interrupted run never leaves a half tree
+    generate_dataset(partial, **kwargs)
+    partial.rename(root)
     return True
 
 

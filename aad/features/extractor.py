@@ -96,6 +96,7 @@ class FeatureExtractor(nn.Module):
         self.params = {
             name: STFTParams.resolve(stft, sr) for name, stft in cfg.branch_stfts().items()
         }
+        self._align_cache: dict[tuple[str, int, str, int, str], torch.Tensor | None] = {}
         self.stfts = nn.ModuleDict()
         for params in dict.fromkeys(self.params.values()):
             self.stfts[self._key(params)] = STFT(params)
@@ -276,20 +277,28 @@ class FeatureExtractor(nn.Module):
         """Map every part onto the first part's frames by nearest frame centre in time."""
         names = list(parts)
         target_frames = parts[names[0]].shape[1]
-        target_times = self.frame_times(names[0], target_frames)
         aligned = {names[0]: parts[names[0]]}
         for name in names[1:]:
             part = parts[name]
-            frames = part.shape[1]
+            index = self._align_index(names[0], target_frames, name, part.shape[1], part.device)
+            aligned[name] = part if index is None else part[:, index, :]
+        return aligned
+
+    def _align_index(
+        self, target: str, target_frames: int, name: str, frames: int, device: torch.device
+    ) -> torch.Tensor | None:
+        """Frame indices of part ``name`` nearest to ``target``'s frames (``None``: identity),
+        cached per shape and device so a batch costs no host-to-device copy."""
+        key = (target, target_frames, name, frames, str(device))
+        if key not in self._align_cache:
+            target_times = self.frame_times(target, target_frames)
             params = self.params[name]
             step = params.hop_length * self._subsample(name)
             index = np.rint((target_times - params.frame_offset()) / step).astype(np.int64)
             index = np.clip(index, 0, frames - 1)
-            if frames == target_frames and np.array_equal(index, np.arange(frames)):
-                aligned[name] = part
-            else:
-                aligned[name] = part[:, torch.from_numpy(index).to(part.device), :]
-        return aligned
+            identity = frames == target_frames and np.array_equal(index, np.arange(frames))
+            self._align_cache[key] = None if identity else torch.from_numpy(index).to(device)
+        return self._align_cache[key]
 
     def _check_length(self, num_samples: int) -> None:
         for name, params in self.params.items():

@@ -112,7 +112,9 @@ def test_generates_synthetic_data_when_root_missing(
         dm = _module(root, clip_seconds=0.25)
         dm.prepare_data()
         dm.setup("fit")
-    assert calls == [(root, {"size": "small"})]
+    partial = root.with_name("synthetic_fresh.partial")  # written there, renamed when complete
+    assert calls == [(partial, {"size": "small"})]
+    assert root.is_dir() and not partial.exists()
     assert "writing a synthetic dataset" in caplog.text
     assert len(dm.records("fit")) + len(dm.records("validate")) == 4
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
@@ -121,6 +123,20 @@ def test_generates_synthetic_data_when_root_missing(
     with pytest.raises(DatasetNotFoundError, match="mimii_typo.*does not exist"):
         _module(tmp_path / "mimii_typo").setup("fit")
     assert len(calls) == 1
+
+
+def test_interrupted_generation_leaves_no_half_written_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(root, **kwargs):
+        (Path(root) / "fan" / "train").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "generate_dataset", interrupted)
+    root = tmp_path / "synthetic"
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.generate_if_missing(root)
+    assert not root.exists()  # the next run generates again instead of reading a half tree
 
 
 def test_generated_synthetic_data_follows_the_requested_layout(
