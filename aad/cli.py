@@ -300,10 +300,28 @@ def resolve_checkpoints(specs: list[str]) -> list[Path]:
                 for folder in folders:
                     ckpts = sorted(folder.glob("*.ckpt"))
                     best = [p for p in ckpts if not p.name.startswith("last")]
-                    found.append((best or ckpts)[-1])
+                    found.append(_recorded_best(folder) or (best or ckpts)[-1])
             else:
                 found.append(match)
     return list(dict.fromkeys(found))
+
+
+def _recorded_best(folder: Path) -> Path | None:
+    """The best checkpoint that Lightning's ModelCheckpoint recorded in ``last.ckpt``
+    (``best_model_path``), when it is in ``folder``; else None (e.g. no ``save_last``)."""
+    last = folder / "last.ckpt"
+    if not last.is_file():
+        return None
+    try:
+        callbacks = torch.load(last, map_location="cpu", weights_only=False).get("callbacks", {})
+    except Exception:  # an unreadable last.ckpt: fall back to the file names
+        return None
+    for key, state in callbacks.items():
+        if str(key).startswith("ModelCheckpoint") and state.get("best_model_path"):
+            candidate = folder / Path(state["best_model_path"]).name
+            if candidate.is_file():
+                return candidate
+    return None
 
 
 def _device(name: str) -> torch.device:

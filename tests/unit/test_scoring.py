@@ -126,6 +126,22 @@ def test_resolve_checkpoints_prefers_best(tmp_path):
         resolve_checkpoints([str(tmp_path / "empty")])
 
 
+def test_resolve_checkpoints_takes_the_best_that_lightning_recorded(tmp_path):
+    """With save_top_k > 1 the newest best-* file is not the best: last.ckpt's
+    ModelCheckpoint state names it."""
+    from aad.cli import resolve_checkpoints
+
+    folder = tmp_path / "version_0" / "checkpoints"
+    folder.mkdir(parents=True)
+    for name in ("best-epoch01.ckpt", "best-epoch03.ckpt"):
+        (folder / name).write_bytes(b"")
+    state = {"best_model_path": f"elsewhere/run/{'best-epoch01.ckpt'}"}
+    torch.save(
+        {"callbacks": {"ModelCheckpoint{'monitor': 'val/loss'}": state}}, folder / "last.ckpt"
+    )
+    assert resolve_checkpoints([str(tmp_path)]) == [folder / "best-epoch01.ckpt"]
+
+
 def test_predict_and_explain_load_clips_as_the_training_data(module, tmp_path):
     """A model trained on channel "mean" with 0.25 s clips: predict and explain must score a
     two-channel, 0.5 s file as evaluate.py would (channels mixed, cropped to 0.25 s), not
