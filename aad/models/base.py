@@ -144,16 +144,22 @@ class AnomalyModule(L.LightningModule):
     def fit_normalizer(self, dataloader: Any) -> None:
         """Feature mean/std over the normal clips of ``dataloader`` (one pass, on this device).
 
-        Under DDP each rank reads every ``world_size``-th batch and the sums are all-reduced,
-        so every rank ends with the statistics of the whole training set.
+        Under DDP each rank decodes only every ``world_size``-th clip of the loader's dataset
+        and the sums are all-reduced, so every rank ends with the statistics of the whole
+        training set.
         """
         trainer = self._trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        if world > 1:
+            dataset = dataloader.dataset
+            dataloader = torch.utils.data.DataLoader(
+                torch.utils.data.Subset(dataset, range(rank, len(dataset), world)),
+                batch_size=dataloader.batch_size,
+                num_workers=dataloader.num_workers,
+            )
         normalizer = self.normalizer
         normalizer.reset()
-        for batch_idx, batch in enumerate(dataloader):
-            if batch_idx % world != rank:
-                continue
+        for batch in dataloader:
             normal = batch["target"] == 0
             if not bool(normal.any()):
                 continue
