@@ -11,7 +11,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 
 def _labelled(group: pd.DataFrame) -> pd.DataFrame:
@@ -37,8 +42,10 @@ def plot_roc_pr(clip_scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
                 continue
             fpr, tpr, _ = roc_curve(clips["target"], clips["score"])
             precision, recall, _ = precision_recall_curve(clips["target"], clips["score"])
-            ax_roc.plot(fpr, tpr, label=machine_id)
-            ax_pr.plot(recall, precision, label=machine_id)
+            auc = roc_auc_score(clips["target"], clips["score"])
+            ap = average_precision_score(clips["target"], clips["score"])
+            ax_roc.plot(fpr, tpr, label=f"{machine_id} (AUC {auc:.3f})")
+            ax_pr.plot(recall, precision, label=f"{machine_id} (AP {ap:.3f})")
         ax_roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
         ax_roc.axvline(0.1, color="grey", linestyle="--", linewidth=0.8)
         ax_roc.set(
