@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from scipy import fft as sp_fft
+from tqdm.auto import tqdm
 
 MACHINE_TYPES = ("fan", "pump", "slider", "valve")
 ANOMALY_KINDS: dict[str, tuple[str, ...]] = {
@@ -588,7 +589,8 @@ def generate_dataset(
             else:
                 planned += _plan_dcase2020(machine_type, machine_id, counts)
     channels = MIMII_CHANNELS if layout == "mimii" else 1
-    for clip in planned:
+    progress = tqdm(planned, desc=f"synthetic clips -> {root}", unit="clip", disable=None)
+    for clip in progress:
         audio = synthesise_clip(
             clip.machine_type,
             clip.machine_id,
