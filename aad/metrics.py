@@ -18,6 +18,7 @@ from sklearn.metrics import average_precision_score, precision_recall_fscore_sup
 
 MAX_FPR = 0.1
 METRIC_COLUMNS = ("auc", "pauc", "ap")
+DOMAIN_NAMES = ("source", "target")
 
 
 def binary_metrics(
@@ -65,6 +66,21 @@ def decision_metrics(labels: np.ndarray, decisions: np.ndarray) -> dict[str, flo
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
 
+def domain_aucs(
+    labels: np.ndarray, scores: np.ndarray, domains: Sequence[str] | pd.Series
+) -> dict[str, float]:
+    """``auc_source`` / ``auc_target`` as the DCASE 2022+ scorers compute them: the normal
+    clips of that domain against every anomalous clip (both domains); NaN when undefined."""
+    labels, scores, domains = np.asarray(labels), np.asarray(scores), np.asarray(domains)
+    result = {}
+    for domain in DOMAIN_NAMES:
+        chosen = (labels == 1) | ((labels == 0) & (domains == domain))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result[f"auc_{domain}"] = binary_metrics(labels[chosen], scores[chosen])["auc"]
+    return result
+
+
 def harmonic_mean(values: Sequence[float]) -> float:
     """Harmonic mean as DCASE uses it to summarise AUC/pAUC; NaN if any value is NaN or <= 0."""
     array = np.asarray(values, dtype=np.float64)
@@ -78,6 +94,8 @@ def metrics_table(clip_scores: pd.DataFrame, max_fpr: float = MAX_FPR) -> pd.Dat
 
     ``clip_scores`` needs columns ``machine_type``, ``machine_id``, ``target`` (1/0/-1),
     ``score`` and, optionally, ``decision`` (1/0) for precision/recall/F1.
+    With a ``domain`` column holding source/target (DCASE 2021+), ``auc_source`` and
+    ``auc_target`` are added (see :func:`domain_aucs`); ``pauc`` stays over both domains.
     Rows per (type, id); then per type a ``mean`` row (arithmetic mean over ids) and a
     ``hmean`` row (harmonic mean over ids, the DCASE summary); and, with several types,
     ``ALL``/``hmean`` over every id of every type.
@@ -87,6 +105,9 @@ def metrics_table(clip_scores: pd.DataFrame, max_fpr: float = MAX_FPR) -> pd.Dat
     if missing:
         raise ValueError(f"clip_scores lacks columns {sorted(missing)}")
     has_decision = "decision" in clip_scores.columns
+    has_domains = "domain" in clip_scores.columns and bool(
+        clip_scores["domain"].isin(DOMAIN_NAMES).any()
+    )
     rows: list[dict[str, object]] = []
     for (machine_type, machine_id), group in clip_scores.groupby(
         ["machine_type", "machine_id"], sort=True
@@ -101,6 +122,8 @@ def metrics_table(clip_scores: pd.DataFrame, max_fpr: float = MAX_FPR) -> pd.Dat
                 "n_anomaly": int((targets == 1).sum()),
                 **binary_metrics(targets, group["score"].to_numpy(), max_fpr),
             }
+            if has_domains:
+                row.update(domain_aucs(targets, group["score"].to_numpy(), group["domain"]))
         if has_decision:
             row.update(decision_metrics(targets, group["decision"].to_numpy()))
         rows.append(row)
