@@ -12,7 +12,8 @@ import pandas as pd
 import torch
 from lightning.pytorch.cli import LightningCLI
 
-from aad.data.datamodule import MachineSoundDataModule
+from aad.data.datamodule import MachineSoundDataModule, clip_length
+from aad.embeddings import resolve_device
 from aad.metrics import to_markdown
 from aad.models.base import AnomalyModule
 from aad.report.plots import plot_roc_pr, plot_score_histograms
@@ -324,12 +325,6 @@ def _recorded_best(folder: Path) -> Path | None:
     return None
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _run_label(path: Path) -> str:
     """``fan/version_0/best-epoch=3`` style label of a checkpoint."""
     parts = path.parts
@@ -338,13 +333,17 @@ def _run_label(path: Path) -> str:
     return path.stem
 
 
-def datamodule_hparams(checkpoint: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def datamodule_hparams(
+    checkpoint: dict[str, Any], overrides: dict[str, Any], *, require_root: bool = True
+) -> dict[str, Any]:
     """The training data config from the checkpoint, with ``overrides`` applied."""
-    hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
-    if not hparams:
-        hparams = dict(checkpoint.get("aad", {}).get("datamodule_hparams") or {})
-    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    saved = checkpoint.get("datamodule_hyper_parameters") or checkpoint.get("aad", {}).get(
+        "datamodule_hparams"
+    )
+    hparams = {k: v for k, v in (saved or {}).items() if not k.startswith("_")}
     hparams.update(overrides)
+    if not require_root:
+        return hparams
     if "root" not in hparams:
         raise ValueError("the checkpoint holds no data config: give --data.root")
     return hparams
@@ -409,7 +408,7 @@ def evaluate_main(argv: list[str] | None = None) -> pd.DataFrame | None:
 
         return compare_main(*compare)
     args, overrides = _parse_evaluate_args(argv)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     paths = resolve_checkpoints(args.ckpt)
     try:
         if args.predict:
@@ -484,15 +483,11 @@ def clip_loading(
     """``load_waveform`` arguments for loose clips, as the training data loaded them: the
     checkpoint's ``channel`` and ``clip_seconds`` (``--data.*`` overrides win), so predict and
     explain score a clip exactly as ``evaluate.py`` and ``test_step`` do."""
-    data = dict(checkpoint.get("datamodule_hyper_parameters") or {})
-    if not data:
-        data = dict(checkpoint.get("aad", {}).get("datamodule_hparams") or {})
-    data.update(overrides or {})
-    seconds = data.get("clip_seconds")
+    data = datamodule_hparams(checkpoint, overrides or {}, require_root=False)
     return {
         "sample_rate": sample_rate,
         "channel": data.get("channel", 0),
-        "num_samples": int(round(seconds * sample_rate)) if seconds else None,
+        "num_samples": clip_length(data.get("clip_seconds"), sample_rate, []),
     }
 
 

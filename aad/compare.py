@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 import yaml
 
-from aad.data.datamodule import ClipDataset
+from aad.data.datamodule import ClipDataset, clip_length
 from aad.data.manifest import ClipRecord, Manifest
 from aad.detectors import detector_from_spec
 from aad.embeddings import compute_embeddings, embedding_signature, resolve_device
@@ -227,15 +227,6 @@ def make_groups(manifest: Manifest, data: dict[str, Any], seed: int) -> list[Gro
     return groups
 
 
-def num_samples_for(data: dict[str, Any], sample_rate: int, records: Sequence[ClipRecord]) -> int:
-    """Samples per clip: ``data.clip_seconds`` or the first clip's length."""
-    from aad.data.audio import clip_num_samples
-
-    if data.get("clip_seconds"):
-        return int(round(float(data["clip_seconds"]) * sample_rate))
-    return clip_num_samples(records[0].path, sample_rate)
-
-
 # ----------------------------------------------------------------------------- methods
 def method_kind(spec: dict[str, Any]) -> str:
     """``model`` (a LightningModule trained here) or ``detector`` (a classical detector)."""
@@ -325,7 +316,9 @@ def train_and_score_model(
     seed_everything(seed)
     module = build_module(spec, config.get("features"))
     # clip length at the model's own rate (its features may differ from the global ones)
-    num_samples = num_samples_for(config["data"], module.sample_rate, group.train or group.test)
+    num_samples = clip_length(
+        config["data"].get("clip_seconds"), module.sample_rate, group.train or group.test
+    )
     channel = config["data"]["channel"]
     batch_size = int(spec.get("batch_size", 16))
     workers = int(config["embedding"]["num_workers"])
@@ -366,7 +359,7 @@ def embed(
         rate = module.sample_rate
     else:
         rate = FeatureConfig.from_dict(features).sample_rate
-    num_samples = num_samples_for(config["data"], int(rate), reference)
+    num_samples = clip_length(config["data"].get("clip_seconds"), int(rate), reference)
     return compute_embeddings(
         records,
         features,

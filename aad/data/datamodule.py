@@ -78,6 +78,18 @@ def records_from_paths(paths: Sequence[str | Path], machine_type: str | None = N
     )
 
 
+def clip_length(
+    clip_seconds: float | None, sample_rate: int, records: Sequence[ClipRecord] | Manifest
+) -> int | None:
+    """Samples per clip: ``clip_seconds`` at ``sample_rate``, else the first clip's length
+    (``None`` when there are no clips). Clips are then padded/cropped to it."""
+    if clip_seconds:
+        return int(round(clip_seconds * sample_rate))
+    if not len(records):
+        return None
+    return clip_num_samples(records[0].path, sample_rate)
+
+
 def borrow_test_normals(manifest: Manifest, fraction: float, seed: int = 0) -> Manifest:
     """Move a seeded ``fraction`` of each machine id's normal test clips to the train split.
 
@@ -207,13 +219,6 @@ class MachineSoundDataModule(L.LightningDataModule):
             manifest = borrow_test_normals(manifest, self.train_from_test, self.seed)
         return manifest
 
-    def _resolve_num_samples(self, manifest: Manifest) -> int | None:
-        if self.clip_seconds is not None:
-            return int(round(self.clip_seconds * self.sample_rate))
-        if not len(manifest):
-            return None
-        return clip_num_samples(manifest[0].path, self.sample_rate)
-
     def setup(self, stage: str | None = None) -> None:
         """Build the per-stage record lists (idempotent)."""
         if self.manifest is None:
@@ -223,7 +228,7 @@ class MachineSoundDataModule(L.LightningDataModule):
             else:
                 manifest = self._selected_manifest()
             self.manifest = validate_clips(manifest, self.sample_rate, self.strict, self.channel)
-            self.num_samples = self._resolve_num_samples(self.manifest)
+            self.num_samples = clip_length(self.clip_seconds, self.sample_rate, self.manifest)
             self._split(self.manifest)
         if stage in (None, "fit") and not self._records["fit"]:
             raise ValueError(

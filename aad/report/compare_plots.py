@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
+from aad.report.plots import save_figure  # noqa: E402
+
 
 def plot_roc_curves(clip_scores: pd.DataFrame, machine_type: str, path: str | Path) -> Path:
     """One PNG: the ROC curve of every method on one machine type (ids pooled).
@@ -39,10 +41,7 @@ def plot_roc_curves(clip_scores: pd.DataFrame, machine_type: str, path: str | Pa
         ylim=(0, 1.01),
     )
     axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=120)
 
 
 def plot_auc_bars(summary: pd.DataFrame, path: str | Path, metric: str = "auc") -> Path:
@@ -69,7 +68,4 @@ def plot_auc_bars(summary: pd.DataFrame, path: str | Path, metric: str = "auc") 
         ylabel=metric.upper(), ylim=(0, 1.02), title=f"{metric.upper()} by method and machine type"
     )
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=120)

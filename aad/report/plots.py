@@ -23,6 +23,14 @@ def _labelled(group: pd.DataFrame) -> pd.DataFrame:
     return group[group["target"] >= 0]
 
 
+def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out, write as PNG and close a figure; returns the path."""
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return Path(path)
+
+
 def plot_roc_pr(clip_scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """``roc_<type>.png`` and ``pr_<type>.png``: one curve per machine id.
 
@@ -54,11 +62,7 @@ def plot_roc_pr(clip_scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         ax_pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall: {machine_type}")
         for fig, ax, name in ((fig_roc, ax_roc, "roc"), (fig_pr, ax_pr, "pr")):
             ax.legend(loc="lower right" if name == "roc" else "lower left", fontsize=8)
-            fig.tight_layout()
-            path = out_dir / f"{name}_{machine_type}.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            written.append(path)
+            written.append(save_figure(fig, out_dir / f"{name}_{machine_type}.png"))
     return written
 
 
@@ -92,11 +96,7 @@ def plot_score_histograms(
             title=f"Scores: {machine_type}",
         )
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out_dir / f"hist_{machine_type}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, out_dir / f"hist_{machine_type}.png"))
     return written
 
 
@@ -123,7 +123,4 @@ def plot_frame_errors(
         )
         ax.legend(fontsize=8)
     ax.set(xlabel="time (s)", ylabel="reconstruction error", title=title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
