@@ -1,8 +1,9 @@
-"""Decision thresholds learnt from normal training scores only.
+"""Decision thresholds learnt from normal scores only, shared by models and detectors.
 
-The DCASE 2020-2023 baselines fit a gamma distribution to the anomaly scores of the
-normal training clips and take its 0.9 quantile; ``method="percentile"`` takes the
-empirical quantile instead. Thresholds are never tuned on labelled test data.
+The DCASE 2020-2023 baselines fit a gamma distribution to the anomaly scores of normal
+clips and take its 0.9 quantile (:data:`DEFAULT_METHOD`, :data:`DEFAULT_QUANTILE`: the one
+home of these defaults); ``method="percentile"`` takes the empirical quantile instead.
+Thresholds are never tuned on labelled test data.
 """
 
 from __future__ import annotations
@@ -15,22 +16,33 @@ import numpy as np
 import scipy.stats
 
 THRESHOLD_METHODS = ("gamma", "percentile")
+DEFAULT_METHOD = "gamma"
+DEFAULT_QUANTILE = 0.9
+
+
+def check_threshold_settings(method: str, quantile: float) -> None:
+    """Raise ``ValueError`` for an unknown method or a quantile outside (0, 1).
+
+    Called by every model and detector constructor, so a bad setting fails before any
+    training starts.
+    """
+    if method not in THRESHOLD_METHODS:
+        raise ValueError(f"threshold_method must be one of {THRESHOLD_METHODS}, got {method!r}")
+    if isinstance(quantile, bool) or not 0.0 < float(quantile) < 1.0:
+        raise ValueError(f"threshold_quantile must be in (0, 1), got {quantile}")
 
 
 def fit_threshold(
     normal_scores: Sequence[float] | np.ndarray,
-    method: str = "gamma",
-    quantile: float = 0.9,
+    method: str = DEFAULT_METHOD,
+    quantile: float = DEFAULT_QUANTILE,
 ) -> float:
-    """Score above which a clip is called anomalous, from normal training scores.
+    """Score above which a clip is called anomalous, from normal scores.
 
     >>> round(fit_threshold(list(range(1, 101)), method="percentile", quantile=0.9), 1)
     90.1
     """
-    if method not in THRESHOLD_METHODS:
-        raise ValueError(f"threshold method must be one of {THRESHOLD_METHODS}, got {method!r}")
-    if not 0.0 < quantile < 1.0:
-        raise ValueError(f"threshold quantile must be in (0, 1), got {quantile}")
+    check_threshold_settings(method, quantile)
     scores = np.asarray(normal_scores, dtype=np.float64).ravel()
     if scores.size == 0:
         raise ValueError("cannot fit a threshold: no normal training scores")

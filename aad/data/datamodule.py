@@ -8,9 +8,7 @@ DataLoader; features are computed on the device.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from aad.data.audio import (
 )
 from aad.data.manifest import ClipRecord, Manifest
 from aad.data.readers import list_machine_types, read_manifest
+from aad.data.splits import borrow_test_normals
 
 __all__ = ["ClipDataset", "MachineSoundDataModule", "list_machine_types", "records_from_paths"]
 
@@ -88,28 +87,6 @@ def clip_length(
     if not len(records):
         return None
     return clip_num_samples(records[0].path, sample_rate)
-
-
-def borrow_test_normals(manifest: Manifest, fraction: float, seed: int = 0) -> Manifest:
-    """Move a seeded ``fraction`` of each machine id's normal test clips to the train split.
-
-    For smoke runs on test-only folders (``../shared/data/dcase2020-mini``): the moved clips
-    leave the test split, and every id keeps at least one normal test clip. Not a benchmark
-    protocol: real numbers need the dataset's own training clips.
-    """
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"train_from_test must be in [0, 1), got {fraction}")
-    normals: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for position, record in enumerate(manifest):
-        if record.split == "test" and record.label == "normal":
-            normals[(record.machine_type, record.machine_id)].append(position)
-    rng = random.Random(seed)
-    moved: set[int] = set()
-    for key in sorted(normals):
-        positions = normals[key]
-        rng.shuffle(positions)
-        moved.update(positions[: min(round(fraction * len(positions)), len(positions) - 1)])
-    return Manifest(replace(r, split="train") if i in moved else r for i, r in enumerate(manifest))
 
 
 class MachineSoundDataModule(L.LightningDataModule):

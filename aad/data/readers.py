@@ -8,15 +8,14 @@ naming scheme, so the root may be the dataset folder or any folder above the typ
 from __future__ import annotations
 
 import csv
-import random
 import re
 import warnings
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from aad.data.manifest import ClipRecord, Manifest
+from aad.data.splits import mimii_split
 
 LAYOUTS = ("mimii", "dcase2020", "dcase2021")
 LAYOUT_ALIASES = {"toyadmos2": "dcase2021", "dcase2022": "dcase2021", "dcase2023": "dcase2021"}
@@ -87,31 +86,6 @@ def _parse_mimii(path: Path) -> ClipRecord | None:
         attributes["snr"] = f"{int(snr_match.group(1))}_dB"
     label = "normal" if label_dir == "normal" else "anomaly"
     return ClipRecord(str(path), "mimii", machine_type, machine_id, "test", label, "", attributes)
-
-
-def mimii_split(records: list[ClipRecord], seed: int = 0) -> list[ClipRecord]:
-    """The MIMII baseline split, per machine type and id.
-
-    Test = all abnormal clips plus as many normal clips (drawn with ``seed``); train = the
-    remaining normal clips. Clips are drawn by file name, so one recording mixed at several
-    SNRs lands in the same split at every SNR.
-    """
-    groups: dict[tuple[str, str], list[ClipRecord]] = defaultdict(list)
-    for record in records:
-        groups[(record.machine_type, record.machine_id)].append(record)
-    test_normal: set[tuple[str, str, str]] = set()
-    for (machine_type, machine_id), group in sorted(groups.items()):
-        normal_names = sorted({Path(r.path).name for r in group if r.label == "normal"})
-        abnormal_names = {Path(r.path).name for r in group if r.label == "anomaly"}
-        rng = random.Random(f"{seed}:{machine_type}:{machine_id}")
-        chosen = rng.sample(normal_names, min(len(abnormal_names), len(normal_names)))
-        test_normal.update((machine_type, machine_id, name) for name in chosen)
-
-    def split_of(record: ClipRecord) -> str:
-        key = (record.machine_type, record.machine_id, Path(record.path).name)
-        return "test" if record.label == "anomaly" or key in test_normal else "train"
-
-    return [replace(r, split=split_of(r)) for r in records]
 
 
 def read_mimii(

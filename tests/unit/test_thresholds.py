@@ -29,7 +29,7 @@ def test_constant_scores_fall_back_to_the_value():
     [
         ([], {}, "no normal training scores"),
         ([1.0, float("nan")], {}, "1 of 2 normal training scores are NaN"),
-        ([1.0, 2.0], {"method": "mean_std"}, "threshold method must be one of"),
+        ([1.0, 2.0], {"method": "mean_std"}, "threshold_method must be one of"),
         ([1.0, 2.0], {"quantile": 1.5}, r"quantile must be in \(0, 1\)"),
     ],
 )
