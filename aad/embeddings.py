@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,50 @@ from aad.features import FeatureConfig, FeatureExtractor, clip_embedding
 
 CACHE_VERSION = 1
 SOURCES = ("features", "latent")
+MODES = ("pooled", "flatten")
+DEFAULT_FEATURES: dict[str, Any] = {"sample_rate": 16000, "features": ["mel", "mfcc", "cens"]}
+"""The clip embedding's default front-end (see docs/detectors.md for how it was chosen)."""
+
+
+@dataclass
+class EmbeddingConfig:
+    """How clips become embedding rows for the detectors: the one home of these defaults.
+
+    ``features``: a (partial) :class:`~aad.features.FeatureConfig` dict; ``mode``: ``pooled``
+    (``stats`` over each part's frames) or ``flatten`` (every frame); ``device``: where the
+    features run (``auto`` = cuda when available); ``cache_dir``: null disables the cache.
+    """
+
+    features: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FEATURES))
+    mode: str = "pooled"
+    stats: list[str] = field(default_factory=lambda: ["mean", "std"])
+    batch_size: int = 32
+    device: str = "auto"
+    cache_dir: str | None = ".cache/aad"
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        FeatureConfig.from_dict(self.features)  # raises for unknown or bad feature settings
+        if self.mode not in MODES:
+            raise ValueError(f"embedding.mode must be one of {MODES}, got {self.mode!r}")
+        from aad.features.pooling import STATS
+
+        unknown = [s for s in self.stats if s not in STATS]
+        if self.mode == "pooled" and (not self.stats or unknown):
+            raise ValueError(
+                f"embedding.stats must be a non-empty list of {STATS}, got {self.stats}"
+            )
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError("embedding.batch_size must be >= 1 and num_workers >= 0")
+
+    def merged(self, overrides: dict[str, Any] | None) -> EmbeddingConfig:
+        """This config with a method's overrides (whole fields replaced, e.g. ``features``)."""
+        if not overrides:
+            return self
+        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
+        if unknown:
+            raise ValueError(f"unknown embedding settings {unknown}")
+        return replace(self, **overrides)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -123,8 +169,9 @@ def compute_embeddings(
     cache_path = None
     if cache_dir is not None:
         cache_path = Path(cache_dir) / "embeddings" / f"{_cache_key(records, params)}.npy"
-        if cache_path.exists():
-            return np.load(cache_path, mmap_mode="r")
+        cached = _read_cache(cache_path, len(records))
+        if cached is not None:
+            return cached
 
     embeddings = _compute(
         records,
@@ -147,6 +194,21 @@ def compute_embeddings(
     np.save(temporary, embeddings)
     os.replace(temporary, cache_path)
     return np.load(cache_path, mmap_mode="r")
+
+
+def _read_cache(path: Path, rows: int) -> np.ndarray | None:
+    """A cached embedding matrix, or None; a corrupt entry is named, deleted and recomputed."""
+    if not path.exists():
+        return None
+    try:
+        cached = np.load(path, mmap_mode="r", allow_pickle=False)
+        if cached.ndim != 2 or cached.shape[0] != rows or not np.isfinite(cached).all():
+            raise ValueError(f"shape {cached.shape} or non-finite values, expected {rows} rows")
+        return cached
+    except (OSError, ValueError, EOFError) as error:
+        warnings.warn(f"corrupt embedding cache entry {path} ({error}): recomputing", stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
 
 
 @torch.no_grad()

@@ -54,14 +54,18 @@ def binary_metrics(
 
 
 def decision_metrics(labels: np.ndarray, decisions: np.ndarray) -> dict[str, float]:
-    """Precision, recall and F1 of hard decisions (1 = anomaly) on labelled rows."""
+    """Precision, recall and F1 of hard decisions (1 = anomaly) on labelled rows.
+
+    Undefined values are NaN (``n/a`` in tables), never 0: without anomalous clips recall and
+    F1 are undefined; without any clip decided anomalous, precision is.
+    """
     labels = np.asarray(labels)
     decisions = np.asarray(decisions)
     known = labels >= 0
-    if not known.any():
+    if not known.any() or not (labels[known] == 1).any():
         return {"precision": math.nan, "recall": math.nan, "f1": math.nan}
     precision, recall, f1, _ = precision_recall_fscore_support(
-        labels[known], decisions[known], average="binary", zero_division=0
+        labels[known], decisions[known], average="binary", zero_division=np.nan
     )
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
@@ -104,6 +108,11 @@ def metrics_table(clip_scores: pd.DataFrame, max_fpr: float = MAX_FPR) -> pd.Dat
     missing = required - set(clip_scores.columns)
     if missing:
         raise ValueError(f"clip_scores lacks columns {sorted(missing)}")
+    if "status" in clip_scores.columns:  # clips without a score (errors) are not measured
+        clip_scores = clip_scores[clip_scores["status"] == "ok"]
+    if clip_scores.empty:
+        return pd.DataFrame(columns=["machine_type", "machine_id", "n_normal", "n_anomaly",
+                                     *METRIC_COLUMNS])  # fmt: skip
     has_decision = "decision" in clip_scores.columns
     has_domains = "domain" in clip_scores.columns and bool(
         clip_scores["domain"].isin(DOMAIN_NAMES).any()

@@ -1,15 +1,18 @@
 """Waveform batches for Lightning: ``ClipDataset`` and ``MachineSoundDataModule``.
 
-Batches are dicts ``{"waveform": float32 (B, S), "target": int64 (B,), "index": int64 (B,)}``;
-``index`` points into ``datamodule.records(stage)``. Only PCM travels through the
-DataLoader; features are computed on the device.
+Batches are dicts: ``waveform`` float32 (B, S), ``target`` int64 (B,) (1 anomaly, 0 normal,
+-1 unknown), ``index`` int64 (B,) into ``datamodule.records(stage)``, ``class_index`` int64 (B,)
+(the clip's machine id among the group's training ids, -1 when not among them) and ``domain``
+int64 (B,) (0 source, 1 target, -1 none). Only PCM travels through the DataLoader; features
+are computed on the device.
 """
 
 from __future__ import annotations
 
-import random
+import copy
+import statistics
+import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -19,24 +22,28 @@ from torch.utils.data import DataLoader, Dataset
 from aad.data.audio import (
     AudioDecodeError,
     check_channel,
-    clip_num_samples,
+    clip_lengths,
     load_waveform,
-    validate_clips,
+    screen_clips,
 )
 from aad.data.manifest import ClipRecord, Manifest
 from aad.data.readers import list_machine_types, read_manifest
-from aad.data.splits import borrow_test_normals
+from aad.data.splits import PROTOCOLS, Group, borrow_test_normals, make_groups
 
-__all__ = ["ClipDataset", "MachineSoundDataModule", "list_machine_types", "records_from_paths"]
+__all__ = ["ClipDataset", "MachineSoundDataModule", "list_machine_types"]
 
 STAGE_ALIASES = {"train": "fit", "val": "validate", "validation": "validate"}
+MIN_CLIP_FRACTION = 0.5
+"""Clips shorter than this share of the clip length are refused (training, test, predict):
+zero-padding them would score mostly silence."""
+DOMAINS = {"source": 0, "target": 1}
+ALL = ("all", "", None)
 
 
 class ClipDataset(Dataset):
-    """Clips decoded on access: ``{"waveform", "target", "index"}`` per item.
+    """Clips decoded on access (see the module docstring for the item fields).
 
-    A clip that fails to decode (NaN/Inf samples, corrupt data the header check missed)
-    raises :class:`AudioDecodeError` naming the clip: it is not silently replaced.
+    A clip that fails to decode raises :class:`AudioDecodeError` naming the clip.
     """
 
     def __init__(
@@ -45,11 +52,13 @@ class ClipDataset(Dataset):
         sample_rate: int = 16000,
         num_samples: int | None = None,
         channel: int | str = 0,
+        class_names: Sequence[str] = (),
     ) -> None:
         self.records = list(records)
         self.sample_rate = sample_rate
         self.num_samples = num_samples
         self.channel = channel
+        self.class_index = {name: i for i, name in enumerate(class_names)}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -66,191 +75,252 @@ class ClipDataset(Dataset):
             "waveform": waveform,
             "target": torch.tensor(record.target, dtype=torch.int64),
             "index": torch.tensor(index, dtype=torch.int64),
+            "class_index": torch.tensor(self.class_index.get(record.machine_id, -1)),
+            "domain": torch.tensor(DOMAINS.get(record.domain, -1), dtype=torch.int64),
         }
 
 
-def records_from_paths(paths: Sequence[str | Path], machine_type: str | None = None) -> Manifest:
-    """Loose WAV files as unlabelled test records (``machine_type`` or ``"unknown"``)."""
-    return Manifest(
-        ClipRecord(str(Path(p)), "files", machine_type or "unknown", "", "test", "unknown")
-        for p in paths
-    )
-
-
-def clip_length(
-    clip_seconds: float | None, sample_rate: int, records: Sequence[ClipRecord] | Manifest
-) -> int | None:
-    """Samples per clip: ``clip_seconds`` at ``sample_rate``, else the first clip's length
-    (``None`` when there are no clips). Clips are then padded/cropped to it."""
-    if clip_seconds:
+def clip_length(clip_seconds: float | None, sample_rate: int, records: Sequence[ClipRecord]) -> int:
+    """Samples per clip: ``clip_seconds`` at ``sample_rate``, else the median clip length."""
+    if clip_seconds is not None:
         return int(round(clip_seconds * sample_rate))
-    if not len(records):
-        return None
-    return clip_num_samples(records[0].path, sample_rate)
+    if not records:
+        raise ValueError("clip_seconds is null and there are no clips to measure")
+    return int(statistics.median_low(clip_lengths(records, sample_rate)))
 
 
 class MachineSoundDataModule(L.LightningDataModule):
-    """Machine-sound clips from any supported layout, as waveform batches.
+    """Machine-sound clips of any supported layout, grouped and split by :mod:`aad.data.splits`.
 
-    ``setup`` reads the manifest, keeps ``machine_type``/``machine_id``, drops clips whose
-    headers are bad (``strict`` raises instead), holds out a seeded ``val_fraction`` of the
-    normal training clips for validation, and uses the test split for test and predict
-    (or ``predict_paths`` when given). ``snr`` keeps one raw-MIMII SNR folder (e.g. ``0`` or
-    ``"6_dB"``). ``train_from_test`` (default 0) trains on a seeded fraction of the test
-    normals of a test-only folder (see :func:`borrow_test_normals`). When ``root`` does not
-    exist, ``generate_if_missing`` is true and its folder name starts with ``synthetic``, a
-    synthetic dataset is written there first (in ``layout`` when that is ``dcase2020``,
-    ``mimii`` or ``dcase2021``, else DCASE 2020); any other missing root is an error.
+    :meth:`groups` reads the manifest under ``root``, keeps ``machine_type``/``machine_id``
+    (a name, a list, or null/``all`` for every one), applies the split rules (``protocol``,
+    ``train_from_test``, ``val_fraction``) and screens every clip once: unreadable, NaN/Inf,
+    too short (under half the clip length) and, for training, silent clips are left out and
+    listed in one warning (``strict``: refused). One group per machine type (ids pooled), or
+    per type and id with ``per_id``. :meth:`for_group` gives the DataModule of one group, which
+    Lightning trains on; a DataModule whose data is one group binds to it in :meth:`setup`.
+    A missing ``root`` whose folder name starts with ``synthetic`` is generated first.
     """
 
     def __init__(
         self,
         root: str = "data/synthetic",
         layout: str = "auto",
-        machine_type: str | None = None,
-        machine_id: str | None = None,
+        machine_type: str | list[str] | None = None,
+        machine_id: str | list[str] | None = None,
+        per_id: bool = False,
+        protocol: str = "clean",
+        train_fraction: float = 0.8,
+        train_from_test: float = 0.0,
         sample_rate: int = 16000,
         clip_seconds: float | None = 10.0,
         channel: int | str = 0,
-        batch_size: int = 32,
+        batch_size: int = 16,
         num_workers: int = 0,
         val_fraction: float = 0.1,
         seed: int = 0,
         strict: bool = False,
         generate_if_missing: bool = True,
         synthetic_size: str = "small",
-        predict_paths: list[str] | None = None,
+        synthetic_difficulty: str = "easy",
         snr: int | str | None = None,
-        train_from_test: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if not 0.0 <= train_from_test < 1.0:
-            raise ValueError(f"train_from_test must be in [0, 1), got {train_from_test}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        for name, value, low, high in (
+            ("val_fraction", val_fraction, 0.0, 1.0),
+            ("train_from_test", train_from_test, 0.0, 1.0),
+        ):
+            if not low <= value < high:
+                raise ValueError(f"{name} must be in [{low}, {high}), got {value}")
+        if not 0.0 < train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+        if clip_seconds is not None and not clip_seconds > 0:
+            raise ValueError(f"clip_seconds must be > 0 or null (whole clips), got {clip_seconds}")
+        if sample_rate <= 0 or batch_size < 1 or num_workers < 0:
+            raise ValueError("sample_rate and batch_size must be positive, num_workers >= 0")
         check_channel(channel)
         self.root = root
         self.layout = layout
-        self.machine_type = machine_type
-        self.machine_id = machine_id
+        self.machine_type = None if machine_type in ALL else machine_type
+        self.machine_id = None if machine_id in ALL else machine_id
         self.sample_rate = sample_rate
         self.clip_seconds = clip_seconds
         self.channel = channel
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.val_fraction = val_fraction
         self.seed = seed
         self.strict = strict
-        self.generate_if_missing = generate_if_missing
-        self.synthetic_size = synthetic_size
-        self.predict_paths = list(predict_paths) if predict_paths else None
-        self.snr = snr
-        self.train_from_test = train_from_test
+        self.group: Group | None = None
         self.num_samples: int | None = None
-        self.manifest: Manifest | None = None
-        self._records: dict[str, list[ClipRecord]] = {}
-
-    @classmethod
-    def from_paths(cls, paths: Sequence[str | Path], **kwargs: Any) -> MachineSoundDataModule:
-        """A datamodule that predicts on loose WAV files (label unknown)."""
-        kwargs.setdefault("generate_if_missing", False)
-        return cls(predict_paths=[str(p) for p in paths], **kwargs)
+        self._groups: list[Group] | None = None
 
     # ------------------------------------------------------------------ data preparation
     def prepare_data(self) -> None:
         """Write the synthetic dataset when ``root`` is missing (rank 0 only)."""
-        self._generate_if_missing()
-
-    def _generate_if_missing(self) -> None:
-        if self.predict_paths is None and self.generate_if_missing:
+        if self.hparams.generate_if_missing:
             from aad.data import synthetic
 
-            kwargs: dict[str, Any] = {"size": self.synthetic_size}
+            kwargs: dict[str, Any] = {
+                "size": self.hparams.synthetic_size,
+                "difficulty": self.hparams.synthetic_difficulty,
+            }
             if self.layout in synthetic.SYNTHETIC_LAYOUTS:  # e.g. data/synthetic_mimii + mimii
                 kwargs["layout"] = self.layout
             synthetic.generate_if_missing(self.root, **kwargs)
 
-    def _selected_manifest(self) -> Manifest:
+    def manifest(self) -> Manifest:
+        """The selected clips under ``root`` (types, ids, SNR; borrowing applied)."""
         manifest = read_manifest(
-            self.root, self.layout, seed=self.seed, snr=self.snr, strict=self.strict
+            self.root, self.layout, seed=self.seed, snr=self.hparams.snr, strict=self.strict
         )
-        if self.machine_type is not None:
-            selected = manifest.filter(machine_type=self.machine_type)
-            if not len(selected):
+        for column, wanted in (
+            ("machine_type", self.machine_type),
+            ("machine_id", self.machine_id),
+        ):
+            selected = manifest.filter(**{column: wanted})
+            names = [wanted] if isinstance(wanted, str) else list(wanted or [])
+            missing = [n for n in names if n not in selected.unique(column)]
+            if missing:
                 raise ValueError(
-                    f"machine_type {self.machine_type!r} not found under {self.root}; "
-                    f"available: {manifest.machine_types}"
+                    f"{column} {', '.join(map(repr, missing))} not found under {self.root}; "
+                    f"available: {manifest.unique(column)}"
                 )
             manifest = selected
-        if self.machine_id is not None:
-            selected = manifest.filter(machine_id=self.machine_id)
-            if not len(selected):
-                available = manifest.unique("machine_id")
-                raise ValueError(
-                    f"machine_id {self.machine_id!r} not found under {self.root} "
-                    f"(machine_type={self.machine_type}); available: {available}"
-                )
-            manifest = selected
-        if self.train_from_test:
-            manifest = borrow_test_normals(manifest, self.train_from_test, self.seed)
-        return manifest
+        return borrow_test_normals(manifest, self.hparams.train_from_test, self.seed)
+
+    def groups(self) -> list[Group]:
+        """Screened groups of clips, one model each (computed once)."""
+        if self._groups is None:
+            self.prepare_data()
+            hp = self.hparams
+            groups = make_groups(
+                self.manifest(),
+                per_id=hp.per_id,
+                protocol=hp.protocol,
+                train_fraction=hp.train_fraction,
+                val_fraction=hp.val_fraction,
+                seed=self.seed,
+            )
+            self._groups = self._screen(groups)
+        return self._groups
+
+    def _screen(self, groups: list[Group]) -> list[Group]:
+        fitting = {r.path: r for g in groups for r in [*g.train, *g.val]}
+        testing = {r.path: r for g in groups for r in g.test if r.path not in fitting}
+        length = clip_length(
+            self.clip_seconds, self.sample_rate, [*fitting.values(), *testing.values()]
+        )
+        minimum = int(length * MIN_CLIP_FRACTION)
+        screens = [
+            screen_clips(
+                records.values(),
+                self.sample_rate,
+                self.channel,
+                min_samples=minimum,
+                reject_silent=silent,
+            )
+            for records, silent in ((fitting, True), (testing, False))
+        ]
+        rejected = [r for screen in screens for r in screen.rejected]
+        if rejected:
+            message = screens[0].describe("training clips") if screens[0].rejected else ""
+            if screens[1].rejected:
+                message += ("\n" if message else "") + screens[1].describe("test clips")
+            if self.strict:
+                raise AudioDecodeError(message)
+            warnings.warn(
+                f"{message}\n(left out of training, normalisation, threshold and "
+                "scoring; data.strict=true refuses them)",
+                stacklevel=2,
+            )
+        rates = set().union(*(screen.rates for screen in screens))
+        if rates - {self.sample_rate}:
+            warnings.warn(
+                f"clips have sample rates {', '.join(map(str, sorted(rates)))} Hz; they are "
+                f"resampled to {self.sample_rate} Hz when loaded",
+                stacklevel=2,
+            )
+        bad = {r.record.path for r in rejected}
+
+        def keep(records: list[ClipRecord]) -> list[ClipRecord]:
+            return [r for r in records if r.path not in bad]
+
+        self.num_samples = length
+        return [
+            Group(g.machine_type, g.machine_id, keep(g.train), keep(g.val), keep(g.test), g.notes)
+            for g in groups
+        ]
+
+    def for_group(self, group: Group, sample_rate: int | None = None) -> MachineSoundDataModule:
+        """This DataModule bound to one group (at ``sample_rate``, e.g. a model's own rate)."""
+        bound = copy.copy(self)
+        rate = sample_rate or self.sample_rate
+        bound.save_hyperparameters(
+            {
+                **self.hparams,
+                "machine_type": group.machine_type,
+                "machine_id": group.machine_id,
+                "sample_rate": rate,
+            },
+            logger=False,
+        )
+        bound.group, bound._groups, bound.sample_rate = group, [group], rate
+        records = [*group.train, *group.test] or group.val
+        bound.num_samples = clip_length(bound.clip_seconds, bound.sample_rate, records)
+        return bound
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the per-stage record lists (idempotent)."""
-        if self.manifest is None:
-            self._generate_if_missing()
-            if self.predict_paths is not None:
-                manifest = records_from_paths(self.predict_paths, self.machine_type)
-            else:
-                manifest = self._selected_manifest()
-            self.manifest = validate_clips(manifest, self.sample_rate, self.strict, self.channel)
-            self.num_samples = clip_length(self.clip_seconds, self.sample_rate, self.manifest)
-            self._split(self.manifest)
-        if stage in (None, "fit") and not self._records["fit"]:
-            raise ValueError(
-                f"no normal training clips for machine_type={self.machine_type!r}, "
-                f"machine_id={self.machine_id!r} under {self.root}; "
-                "a test-only folder can be evaluated, or trained on a share of its normal "
-                "test clips with train_from_test (smoke runs only)"
+        """Bind to the data's only group (several: use :meth:`for_group`)."""
+        if self.group is None:
+            groups = self.groups()
+            if len(groups) != 1:
+                labels = [g.label for g in groups]
+                raise ValueError(
+                    f"{len(groups)} groups of clips under {self.root} ({labels}): train one "
+                    "model per group (train.py does), or choose data.machine_type"
+                )
+            self.group = groups[0]
+            self.num_samples = clip_length(
+                self.clip_seconds, self.sample_rate, [*self.group.train, *self.group.test]
             )
-
-    def _split(self, manifest: Manifest) -> None:
-        train = list(manifest.filter(split="train", label="normal"))
-        order = list(range(len(train)))
-        random.Random(self.seed).shuffle(order)
-        n_val = round(self.val_fraction * len(train))
-        if self.val_fraction > 0 and len(train) > 1:
-            n_val = min(max(n_val, 1), len(train) - 1)
-        held_out = set(order[:n_val])
-        test = list(manifest.filter(split="test"))
-        fit = [r for i, r in enumerate(train) if i not in held_out]
-        self._records = {
-            "fit": fit,
-            # nothing held out (val_fraction=0): validate on the training clips, so val/loss
-            # and the callbacks monitoring it still exist
-            "validate": [r for i, r in enumerate(train) if i in held_out] or fit,
-            "test": test,
-            "predict": list(manifest) if self.predict_paths is not None else test,
-        }
+        if stage in (None, "fit") and not self.group.train:
+            raise ValueError(
+                f"no usable normal training clips for {self.group.label} under {self.root}; "
+                "a test-only folder can be evaluated, or trained on a share of its normal "
+                "test clips with data.train_from_test (e.g. 0.5)"
+            )
 
     # ------------------------------------------------------------------ access
     def records(self, stage: str) -> list[ClipRecord]:
         """Records of a stage (fit/validate/test/predict), aligned with batch ``index``."""
-        if not self._records:
+        if self.group is None:
             raise RuntimeError("call setup() before records()")
         key = STAGE_ALIASES.get(stage, stage)
-        if key not in self._records:
+        by_stage = {
+            "fit": self.group.train,
+            "validate": self.group.val,
+            "test": self.group.test,
+            "predict": self.group.test,
+        }
+        if key not in by_stage:
             raise ValueError(f"stage must be one of fit/validate/test/predict, got {stage!r}")
-        return self._records[key]
+        return by_stage[key]
 
-    def dataset(self, stage: str) -> ClipDataset:
-        return ClipDataset(self.records(stage), self.sample_rate, self.num_samples, self.channel)
+    def dataset(self, stage: str, records: Sequence[ClipRecord] | None = None) -> ClipDataset:
+        """The stage's clips (or ``records``) as a dataset, cut to this data's clip length."""
+        chosen = self.records(stage) if records is None else records
+        class_names = self.group.class_names if self.group is not None else ()
+        return ClipDataset(chosen, self.sample_rate, self.num_samples, self.channel, class_names)
 
-    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+    def loader(
+        self, stage: str, shuffle: bool = False, records: Sequence[ClipRecord] | None = None
+    ) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
-            self.dataset(stage),
+            self.dataset(stage, records),
             batch_size=self.batch_size,
             shuffle=shuffle,
             generator=generator,
@@ -260,13 +330,13 @@ class MachineSoundDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("fit", shuffle=True)
+        return self.loader("fit", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validate", shuffle=False)
+        return self.loader("validate")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self.loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
+        return self.loader("predict")

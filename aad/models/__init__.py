@@ -1,6 +1,7 @@
-"""Reconstruction models: a shared ``AnomalyModule`` base and one folder per model."""
+"""Models trained on normal clips: a shared ``AnomalyModule`` base and one folder per model."""
 
-from aad.models.base import AnomalyModule, CheckpointError, NonFiniteLossError, load_module
+from aad.checkpoints import CheckpointError, load_module
+from aad.models.base import AnomalyModule, NonFiniteLossError
 from aad.models.dcase_ae import DCASEAE
 from aad.models.lstm_ae import LSTMAE
 

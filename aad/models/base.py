@@ -1,60 +1,64 @@
-"""``AnomalyModule``: the LightningModule every aad reconstruction model derives from.
+"""``AnomalyModule``: the LightningModule every aad model derives from.
 
 It owns the feature front-end (``self.features``), the normalisation statistics
-(``self.normalizer``, fitted on normal training clips at ``on_fit_start``), the decision
-threshold buffer, and the test/predict steps, which score through :mod:`aad.scoring`.
-A subclass builds its plain torch model and implements :meth:`training_loss`,
-:meth:`frame_errors` and :meth:`encode`.
+(``self.normalizer``, fitted on the normal training clips at ``on_fit_start``), the decision
+threshold and the score's statistics. Both are fitted on the validation clips (normal only)
+at the end of every validation epoch, so every checkpoint Lightning writes is complete: it
+scores and decides on its own, and no finished checkpoint is ever rewritten.
+
+A reconstruction model implements :meth:`training_loss`, :meth:`reconstruction_errors` and
+:meth:`encode`; a model with its own frame scores (e.g. a classifier) overrides
+:meth:`frame_scores` instead of :meth:`reconstruction_errors`.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import math
-import warnings
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
-import pandas as pd
 import torch
+from torchmetrics.classification import BinaryAUROC
 
 from aad.features.config import FeatureConfig
 from aad.features.extractor import FeatureExtractor
 from aad.features.normalization import FeatureNormalizer
-from aad.metrics import binary_metrics
-from aad.scoring import score_batch, score_dataloader, scores_frame
-from aad.thresholds import fit_threshold
+from aad.scoring import SCORES, ErrorCovariance, ScoreOutput, pool_frames, score_loader
+from aad.thresholds import (
+    DEFAULT_METHOD,
+    DEFAULT_QUANTILE,
+    check_threshold_settings,
+    fit_threshold,
+)
 
-FORMAT_VERSION = 1
 NOMINAL_SECONDS = 1.0
-
-
-def aad_version() -> str:
-    """The running aad version (``aad.__version__``)."""
-    import aad
-
-    return str(getattr(aad, "__version__", "unknown"))
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that aad cannot use (unreadable, foreign, other format, other features)."""
+MAX_FPR = 0.1
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or Inf; the message names the step."""
 
 
+class _Chain:
+    """Several loaders as one re-iterable loader (calibration passes over it twice)."""
+
+    def __init__(self, loaders: list[Any]) -> None:
+        self.loaders = loaders
+
+    def __iter__(self) -> Any:
+        for loader in self.loaders:
+            yield from loader
+
+
 class AnomalyModule(L.LightningModule):
-    """Features + normaliser + threshold around a reconstruction model.
+    """Features + normaliser + score + threshold around a model trained on normal clips.
 
     Args:
         features: a (partial) :class:`FeatureConfig` as a nested dict; ``None`` = defaults.
         normalize: standardise features with statistics of the normal training clips.
         learning_rate, weight_decay: Adam settings.
+        score: how frame scores become a clip score, one of :data:`aad.scoring.SCORES`.
+        top_k: frames averaged by ``score="topk"``.
         threshold_method, threshold_quantile: see :func:`aad.thresholds.fit_threshold`.
     """
 
@@ -64,10 +68,19 @@ class AnomalyModule(L.LightningModule):
         normalize: bool = True,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
-        threshold_method: str = "gamma",
-        threshold_quantile: float = 0.9,
+        score: str = "mean",
+        top_k: int = 32,
+        threshold_method: str = DEFAULT_METHOD,
+        threshold_quantile: float = DEFAULT_QUANTILE,
     ) -> None:
         super().__init__()
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if learning_rate <= 0 or weight_decay < 0:
+            raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
+        check_threshold_settings(threshold_method, threshold_quantile)
         self.feature_config = FeatureConfig.from_dict(features or {})
         self.features = FeatureExtractor(self.feature_config)
         self.input_dim = int(
@@ -77,25 +90,48 @@ class AnomalyModule(L.LightningModule):
         self.normalize = normalize
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.score_name = score
+        self.top_k = top_k
         self.threshold_method = threshold_method
         self.threshold_quantile = threshold_quantile
         self.register_buffer("threshold", torch.tensor(math.nan, dtype=torch.float64))
-        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self.test_results: pd.DataFrame | None = None
+        self.error_covariance: ErrorCovariance | None = None
+        self.test_auc = BinaryAUROC()
+        self.test_pauc = BinaryAUROC(max_fpr=MAX_FPR)
+
+    def configure_score(self, error_dim: int) -> None:
+        """Subclasses call this with the width of their error vectors (mahalanobis score)."""
+        if self.score_name == "mahalanobis":
+            self.error_covariance = ErrorCovariance(error_dim)
 
     # ----------------------------------------------------------------- subclass API
-    def training_loss(self, features: torch.Tensor) -> torch.Tensor:
-        """Scalar loss of a batch of normalised features ``(B, T, D)``."""
+    def training_loss(self, features: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Scalar loss of a batch of normalised normal-clip features ``(B, T, D)``."""
         raise NotImplementedError
 
-    def frame_errors(self, features: torch.Tensor) -> torch.Tensor:
-        """Per-frame reconstruction error ``(B, T')`` of normalised features ``(B, T, D)``."""
+    def reconstruction_errors(self, features: torch.Tensor) -> torch.Tensor:
+        """Signed error vectors ``(B, T', D')`` (input minus reconstruction) per frame."""
         raise NotImplementedError
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
-        """Latent embedding ``(B, latent)`` of normalised features ``(B, T, D)``."""
+        """Latent embedding ``(B, L)`` of normalised features ``(B, T, D)``."""
         raise NotImplementedError
+
+    def frame_scores(self, features: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Per-frame anomaly scores ``(B, T')``: squared error, or its Mahalanobis distance."""
+        errors = self.reconstruction_errors(features).float()
+        if self.error_covariance is not None:
+            return self.error_covariance(errors)
+        return errors.square().mean(dim=-1)
+
+    def frame_times(self, num_frames: int) -> Any:
+        """Centre time (s) of each of ``num_frames`` scored frames (stacked: the stack centre)."""
+        import numpy as np
+
+        first = self.feature_config.features[0]
+        k = self.feature_config.stack_frames
+        centres = self.features.frame_times(first, num_frames + k - 1) / self.sample_rate
+        return centres if k == 1 else np.convolve(centres, np.ones(k) / k, mode="valid")
 
     # ----------------------------------------------------------------- features
     @property
@@ -105,10 +141,6 @@ class AnomalyModule(L.LightningModule):
     @property
     def feature_signature(self) -> str:
         return self.feature_config.signature()
-
-    @property
-    def normalizer_fitted(self) -> bool:
-        return bool(self.normalizer.fitted)
 
     def prepare_features(self, waveform: torch.Tensor) -> torch.Tensor:
         """Waveforms ``(B, S)`` -> normalised float32 features ``(B, T, D)`` (autocast off)."""
@@ -124,69 +156,125 @@ class AnomalyModule(L.LightningModule):
         return batch
 
     def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        data_rate = getattr(datamodule, "sample_rate", None)
-        if data_rate is not None and int(data_rate) != self.sample_rate:
-            raise ValueError(
-                f"data.sample_rate={data_rate} but the model's features expect "
-                f"{self.sample_rate} Hz; set both to the same rate"
-            )
-        if self.normalize and not self.normalizer_fitted:
-            self.fit_normalizer(self._train_loader())
-
-    def _train_loader(self) -> Any:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None:
-            return datamodule.train_dataloader()
-        return self.trainer.fit_loop._data_source.dataloader()
+        if self.normalize and not self.normalizer.fitted:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is None:
+                raise ValueError(
+                    "fit with a datamodule (trainer.fit(model, datamodule=...)) or call "
+                    "model.fit_normalizer(loader) first: the normaliser is fitted on normal "
+                    "training clips before training"
+                )
+            self.fit_normalizer(datamodule.train_dataloader())
 
     @torch.no_grad()
     def fit_normalizer(self, dataloader: Any) -> None:
-        """Feature mean/std over the normal clips of ``dataloader`` (one pass, on this device).
+        """Feature mean/std over the normal clips of ``dataloader`` (one pass, this device).
 
-        Under DDP each rank decodes only every ``world_size``-th clip of the loader's dataset
-        and the sums are all-reduced, so every rank ends with the statistics of the whole
-        training set.
+        Under DDP each rank decodes every ``world_size``-th clip and the sums are all-reduced.
         """
         trainer = self._trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         if world > 1:
-            dataset = dataloader.dataset
             dataloader = torch.utils.data.DataLoader(
-                torch.utils.data.Subset(dataset, range(rank, len(dataset), world)),
+                torch.utils.data.Subset(
+                    dataloader.dataset, range(rank, len(dataloader.dataset), world)
+                ),
                 batch_size=dataloader.batch_size,
                 num_workers=dataloader.num_workers,
             )
-        normalizer = self.normalizer
-        normalizer.reset()
+        self.normalizer.reset()
         for batch in dataloader:
             normal = batch["target"] == 0
-            if not bool(normal.any()):
-                continue
-            waveform = batch["waveform"][normal].to(self.device).float()
-            with torch.autocast(device_type=self.device.type, enabled=False):
-                normalizer.update(self.features(waveform))
-        count, total, total_sq = normalizer.sums()
+            if bool(normal.any()):
+                waveform = batch["waveform"][normal].to(self.device).float()
+                with torch.autocast(device_type=self.device.type, enabled=False):
+                    self.normalizer.update(self.features(waveform))
+        sums = self.normalizer.sums()
         if trainer is not None and world > 1:
-            count, total, total_sq = (
-                trainer.strategy.reduce(t.to(self.device), reduce_op="sum")
-                for t in (count, total, total_sq)
+            sums = tuple(trainer.strategy.reduce(t.to(self.device), reduce_op="sum") for t in sums)
+        if float(sums[0]) == 0:
+            raise ValueError("no normal clips in the training data to fit the normaliser on")
+        self.normalizer.finalize_from_sums(*sums)
+
+    # ----------------------------------------------------------------- scoring
+    def score(self, batch: dict[str, Any]) -> ScoreOutput:
+        """THE scoring of a batch: frame scores of its features, pooled per clip (float32)."""
+        features = batch.get("features")
+        if features is None:
+            features = self.prepare_features(batch["waveform"].to(self.device))
+        with torch.no_grad(), torch.autocast(device_type=features.device.type, enabled=False):
+            frames = self.frame_scores(features.float(), batch).float()
+        return ScoreOutput(pool_frames(frames, self.score_name, self.top_k), frames)
+
+    def decide(self, clip_scores: torch.Tensor) -> torch.Tensor:
+        """1 = anomaly (score above the threshold); all 0 while no threshold is fitted."""
+        if not torch.isfinite(self.threshold):
+            return torch.zeros_like(clip_scores, dtype=torch.long)
+        return (clip_scores.double() > self.threshold).long()
+
+    @torch.no_grad()
+    def calibrate(self, loader: Any) -> float:
+        """Fit the score's statistics and the threshold on the normal clips of ``loader``.
+
+        Runs at the end of every validation epoch (so each checkpoint holds both); callable
+        directly for models trained outside Lightning. ``loader`` must be re-iterable (the
+        Mahalanobis score reads it twice). Returns the threshold.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            if self.error_covariance is not None:
+                self._fit_error_covariance(loader)
+            scored = score_loader(self, self._on_device(loader))
+        finally:
+            self.train(was_training)
+        normal = scored.score[scored.target == 0]
+        normal = self._all_scores(torch.as_tensor(normal, device=self.device)).cpu().numpy()
+        if normal.size == 0:
+            raise ValueError("no normal clips to fit the decision threshold on")
+        value = fit_threshold(normal, self.threshold_method, self.threshold_quantile)
+        self.threshold.fill_(value)
+        return value
+
+    def _fit_error_covariance(self, loader: Any) -> None:
+        assert self.error_covariance is not None
+        self.error_covariance.reset()
+        for batch in self._on_device(loader):
+            normal = batch["target"] == 0
+            features = self.prepare_features(batch["waveform"][normal])
+            errors = self.reconstruction_errors(features).float()
+            domain = batch.get("domain", torch.zeros_like(batch["target"]))[normal]
+            frames = errors.shape[1]
+            self.error_covariance.update(
+                errors.flatten(0, 1), domain.to(errors.device).repeat_interleave(frames)
             )
-        if float(count) == 0:
-            raise ValueError(
-                "no normal clips in the training data: the normaliser and the model are "
-                "fitted on normal clips only (check data.root, data.machine_type and the "
-                "train/ folders)"
+        sums = self.error_covariance.sums()
+        if self._trainer is not None and self.trainer.world_size > 1:
+            sums = tuple(
+                self.trainer.strategy.reduce(t.to(self.device), reduce_op="sum") for t in sums
             )
-        normalizer.finalize_from_sums(count, total, total_sq)
+        self.error_covariance.finalize(sums)
+
+    def _on_device(self, loader: Any) -> Any:
+        for batch in loader:
+            yield {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _all_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """Every rank's scores under DDP (ragged all_gather), else ``scores``."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return scores
+        size = torch.tensor([scores.shape[0]], device=self.device)
+        sizes = self.all_gather(size).flatten()
+        padded = torch.zeros(int(sizes.max()), dtype=scores.dtype, device=self.device)
+        padded[: scores.shape[0]] = scores
+        rows = self.all_gather(padded).reshape(len(sizes), -1)
+        return torch.cat([row[: int(n)] for row, n in zip(rows, sizes, strict=True)])
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        features = batch["features"]
         normal = batch["target"] == 0
-        if not bool(normal.all()):
-            features = features[normal]
-        loss = self.training_loss(features)
+        features = batch["features"] if bool(normal.all()) else batch["features"][normal]
+        loss = self.training_loss(features, batch)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, global step "
@@ -204,80 +292,38 @@ class AnomalyModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        output = score_batch(self, batch)
-        self._val_outputs.append((output.clip_scores.detach(), batch["target"].detach()))
-
-    def on_validation_epoch_start(self) -> None:
-        self._val_outputs = []
+        normal = batch["target"] == 0
+        if bool(normal.any()):
+            loss = self.training_loss(batch["features"][normal], batch)
+            self.log("val/loss", loss, prog_bar=True, batch_size=int(normal.sum()), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_outputs:
-            scores = torch.cat([s for s, _ in self._val_outputs]).double()
-            targets = torch.cat([t for _, t in self._val_outputs])
-        else:
-            scores = torch.zeros(0, dtype=torch.float64, device=self.device)
-            targets = torch.zeros(0, dtype=torch.long, device=self.device)
-        self._val_outputs = []
-        normal = targets != 1
-        total = torch.stack([scores[normal].sum(), normal.sum().double()])
-        total = self.trainer.strategy.reduce(total, reduce_op="sum") if self._trainer else total
-        if total[1] > 0:
-            self.log("val/loss", (total[0] / total[1]).float(), prog_bar=True, sync_dist=False)
-        if self._trainer is not None and self.trainer.world_size > 1:
-            scores, targets = self._gather_ragged(scores, targets)
-        labels = targets.cpu().numpy()
-        if (labels == 0).any() and (labels == 1).any():
-            result = binary_metrics(labels, scores.cpu().numpy())
-            self.log("val/auc", result["auc"], prog_bar=True)
-            self.log("val/pauc", result["pauc"])
-
-    def _gather_ragged(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """all_gather of 1-D tensors whose length differs between ranks."""
-        size = torch.tensor([tensors[0].shape[0]], device=self.device)
-        sizes = self.all_gather(size).flatten()
-        longest = int(sizes.max().item())
-        gathered = []
-        for tensor in tensors:
-            padded = torch.zeros(longest, dtype=tensor.dtype, device=self.device)
-            padded[: tensor.shape[0]] = tensor
-            everything = self.all_gather(padded).reshape(-1, longest)
-            rows = zip(everything, sizes, strict=True)
-            gathered.append(torch.cat([row[: int(n)] for row, n in rows]))
-        return tuple(gathered)
-
-    def on_test_epoch_start(self) -> None:
-        self._test_outputs = []
+        if self.trainer.sanity_checking:
+            return
+        loaders = self.trainer.val_dataloaders
+        self.calibrate(_Chain(loaders if isinstance(loaders, list | tuple) else [loaders]))
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        output = score_batch(self, batch)
-        self._test_outputs.append(
-            (batch["index"].detach(), batch["target"].detach(), output.clip_scores.detach())
-        )
+        labelled = batch["target"] >= 0
+        if bool(labelled.any()):
+            scores = self.score(batch).clip_scores[labelled]
+            self.test_auc.update(scores, batch["target"][labelled])
+            self.test_pauc.update(scores, batch["target"][labelled])
 
     def on_test_epoch_end(self) -> None:
-        index = torch.cat([o[0] for o in self._test_outputs]).long()
-        scores = torch.cat([o[2] for o in self._test_outputs]).double()
-        self._test_outputs = []
-        if self.trainer.world_size > 1:
-            index, scores = self._gather_ragged(index, scores)
-        # DistributedSampler pads with repeats: keep the first score of every clip
-        index_np, first = np.unique(index.cpu().numpy(), return_index=True)
-        scores_np = scores.cpu().numpy()[first]
-        records = self.trainer.datamodule.records("test")
-        self.test_results = scores_frame(records, index_np, scores_np, float(self.threshold))
-        result = binary_metrics(self.test_results["target"], self.test_results["score"])
-        for name, value in result.items():
-            if not math.isnan(value):
-                self.log(f"test/{name}", value, rank_zero_only=True)
+        if self.test_auc.update_count:
+            self.log("test/auc", self.test_auc.compute())
+            self.log("test/pauc", self.test_pauc.compute())
+        self.test_auc.reset()
+        self.test_pauc.reset()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        output = score_batch(self, batch)
-        decision = (output.clip_scores.double() > self.threshold).long()
+        output = self.score(batch)
         return {
             "index": batch["index"],
             "score": output.clip_scores,
-            "decision": decision,
-            "frame_errors": output.frame_errors,
+            "decision": self.decide(output.clip_scores),
+            "frame_scores": output.frame_scores,
         }
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -285,124 +331,12 @@ class AnomalyModule(L.LightningModule):
             self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
         )
 
-    # ----------------------------------------------------------------- threshold
-    def fit_threshold(self, dataloader: Any) -> float:
-        """Score the normal clips of ``dataloader`` in eval mode; store and return the threshold."""
-        scored = score_dataloader(self, dataloader)
-        normal_scores = scored["score"][scored["target"] == 0]
-        if normal_scores.size == 0:
-            raise ValueError("no normal clips to fit the decision threshold on")
-        value = fit_threshold(normal_scores, self.threshold_method, self.threshold_quantile)
-        self.threshold.fill_(value)
-        return value
-
-    # ----------------------------------------------------------------- checkpoints
-    def checkpoint_metadata(self) -> dict[str, Any]:
-        cls = type(self)
-        meta: dict[str, Any] = {
-            "aad_version": aad_version(),
-            "format_version": FORMAT_VERSION,
-            "model_class": f"{cls.__module__}.{cls.__qualname__}",
-            "feature_config": asdict(self.feature_config),
-            "feature_signature": self.feature_signature,
-            "sample_rate": self.sample_rate,
-            "threshold": float(self.threshold),
-            "threshold_method": self.threshold_method,
-            "threshold_quantile": self.threshold_quantile,
-        }
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        if datamodule is not None and getattr(datamodule, "hparams", None):
-            meta["datamodule_hparams"] = dict(datamodule.hparams)
-        return meta
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["aad"] = self.checkpoint_metadata()
+        from aad.checkpoints import checkpoint_metadata
+
+        checkpoint["aad"] = checkpoint_metadata(self)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_checkpoint_metadata(checkpoint, "checkpoint")
+        from aad.checkpoints import check_metadata
 
-
-def check_checkpoint_metadata(checkpoint: dict[str, Any], path: str) -> dict[str, Any]:
-    """The checkpoint's ``aad`` block, or :class:`CheckpointError` saying why it is unusable."""
-    meta = checkpoint.get("aad") if isinstance(checkpoint, dict) else None
-    if not isinstance(meta, dict):
-        raise CheckpointError(
-            f"{path} is not an aad checkpoint (no 'aad' metadata block: written by another "
-            "program or an aad older than format 1)"
-        )
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format {version} (written by aad "
-            f"{meta.get('aad_version', '?')}); this aad {aad_version()} reads format "
-            f"{FORMAT_VERSION} only: evaluate it with the aad version that trained it, or retrain"
-        )
-    return meta
-
-
-def _import(dotted: str) -> type:
-    module_name, _, name = dotted.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as error:
-        raise CheckpointError(
-            f"checkpoint model class {dotted} cannot be imported: {error}"
-        ) from None
-
-
-def load_module(
-    path: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[AnomalyModule, dict[str, Any]]:
-    """Rebuild a trained module from a checkpoint alone: model, features, normaliser, threshold.
-
-    Returns ``(module in eval mode, checkpoint dict)``. Raises ``FileNotFoundError`` for a
-    missing file and :class:`CheckpointError` (with the reason) for an unreadable file, a
-    checkpoint of another program or format version, or a feature config this aad computes
-    differently from the one the model was trained with.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(error).__name__}: {error} "
-            "(truncated or corrupt file, or not a PyTorch checkpoint)"
-        ) from None
-    meta = check_checkpoint_metadata(checkpoint, str(path))
-    if meta.get("aad_version") != aad_version():
-        warnings.warn(
-            f"{path} was written by aad {meta.get('aad_version')}, this is aad {aad_version()} "
-            f"(same checkpoint format {FORMAT_VERSION}: loading it)",
-            stacklevel=2,
-        )
-    cls = _import(meta["model_class"])
-    parameters = inspect.signature(cls.__init__).parameters
-    hparams = {
-        k: v for k, v in dict(checkpoint.get("hyper_parameters", {})).items() if k in parameters
-    }
-    stored = meta["feature_config"]
-    try:
-        hparams["features"] = stored
-        module = cls(**hparams)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(
-            f"feature config mismatch: {path} was trained with features this aad cannot "
-            f"build ({error})"
-        ) from None
-    if module.feature_signature != meta["feature_signature"]:
-        rebuilt = asdict(module.feature_config)
-        changed = sorted(k for k in set(rebuilt) | set(stored) if rebuilt.get(k) != stored.get(k))
-        detail = ", ".join(changed) if changed else "none: the front-end code changed"
-        raise CheckpointError(
-            f"feature config mismatch: {path} was trained with feature signature "
-            f"{meta['feature_signature']} but this aad computes {module.feature_signature} "
-            f"from the same config (fields differing after rebuilding: {detail}); "
-            "retrain or use the aad version that trained it"
-        )
-    try:
-        module.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not fit {cls.__name__}: {error}") from None
-    return module.eval(), checkpoint
+        check_metadata(checkpoint, "checkpoint")

@@ -100,27 +100,42 @@ def plot_score_histograms(
     return written
 
 
-def plot_frame_errors(
+def plot_explanation(
+    log_mel: np.ndarray,
+    duration_s: float,
     times_s: np.ndarray,
-    frame_errors: np.ndarray,
+    frame_scores: np.ndarray,
     path: str | Path,
     *,
     title: str = "",
     clip_score: float | None = None,
+    threshold: float | None = None,
 ) -> Path:
-    """A per-frame reconstruction-error curve over time (seconds)."""
+    """The clip's log-mel spectrogram ``(n_mels, frames)`` above its per-frame scores over
+    time, with the clip score and the decision threshold (a clip whose score is above the
+    threshold is called anomalous)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ax.plot(times_s, frame_errors, linewidth=1)
-    if clip_score is not None:
-        ax.axhline(
-            clip_score,
-            color="tab:red",
-            linestyle="--",
-            linewidth=1,
-            label=f"clip score {clip_score:.3g}",
-        )
-        ax.legend(fontsize=8)
-    ax.set(xlabel="time (s)", ylabel="reconstruction error", title=title)
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(8, 5), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+    )
+    top.imshow(
+        log_mel,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        extent=(0.0, duration_s, 0, log_mel.shape[0]),
+    )
+    top.set(ylabel="mel band", title=title)
+    bottom.plot(times_s, frame_scores, linewidth=1, label="frame score")
+    for value, colour, name in (
+        (clip_score, "tab:blue", "clip score"),
+        (threshold, "tab:red", "threshold"),
+    ):
+        if value is not None and math.isfinite(value):
+            bottom.axhline(
+                value, color=colour, linestyle="--", linewidth=1, label=f"{name} {value:.3g}"
+            )
+    bottom.legend(fontsize=8, loc="upper right")
+    bottom.set(xlabel="time (s)", ylabel="anomaly score", xlim=(0.0, duration_s))
     return save_figure(fig, path)

@@ -15,8 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
-from aad.cli import evaluate_main, explain_clips, main, predict_files
-from aad.models import LSTMAE, NonFiniteLossError, load_module
+from aad.checkpoints import FORMAT_VERSION, read_checkpoint
+from aad.cli import evaluate_main, main
+from aad.cli.explain import explain_clips
+from aad.cli.predict import predict_files
+from aad.models import LSTMAE, load_module
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = [
@@ -38,8 +41,7 @@ def _restore_torch_threads():
 
 
 def _fit(root: Path, out: Path, *extra: str) -> pd.DataFrame:
-    args = ["fit", "--config", str(REPO / "configs/default.yaml"), "--data.root", str(root),
-            "--trainer.default_root_dir", str(out), *SMALL, *extra]  # fmt: skip
+    args = ["--data.root", str(root), "--trainer.default_root_dir", str(out), *SMALL, *extra]
     return main(args)
 
 
@@ -61,7 +63,7 @@ def _best(run: Path, machine_type: str) -> Path:
 
 
 def test_auc_per_machine_type(run: Path):
-    payload = json.loads((run / "lightning_logs/summary/metrics.json").read_text())
+    payload = json.loads((run / "lightning_logs/summary/version_0/metrics.json").read_text())
     hmeans = {r["machine_type"]: r for r in payload["metrics"] if r["machine_id"] == "hmean"}
     assert set(hmeans) == {"fan", "valve", "ALL"}
     print({t: round(r["auc"], 3) for t, r in hmeans.items()})
@@ -79,25 +81,30 @@ def test_auc_per_machine_type(run: Path):
 def test_checkpoints_hold_threshold_and_metadata(run: Path):
     folder = run / "lightning_logs/fan/version_0/checkpoints"
     for path in (_best(run, "fan"), folder / "last.ckpt"):
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = read_checkpoint(path)  # weights_only=True: plain data and tensors only
         meta = checkpoint["aad"]
-        assert meta["format_version"] == 1 and meta["aad_version"]
+        assert meta["format_version"] == FORMAT_VERSION and meta["aad_version"]
         assert np.isfinite(meta["threshold"]) and meta["threshold"] > 0
         assert float(checkpoint["state_dict"]["threshold"]) == meta["threshold"]
         assert checkpoint["datamodule_hyper_parameters"]["machine_type"] == "fan"
         assert int(checkpoint["state_dict"]["normalizer.count"]) > 0
 
 
-def test_evaluate_reproduces_test_step_scores(run: Path, tmp_path: Path):
-    evaluate_main(["--ckpt", str(_best(run, "fan")), "--out", str(tmp_path), "--no-plots"])
+def test_evaluate_reproduces_the_training_run_scores(run: Path, tmp_path: Path):
+    evaluate_main(["--ckpt", str(_best(run, "fan")), "--out", str(tmp_path), "--plots", "false"])
     from_test = pd.read_csv(run / "lightning_logs/fan/version_0/test/scores.csv")
     from_evaluate = pd.read_csv(tmp_path / "scores.csv")
     assert from_evaluate["path"].tolist() == from_test["path"].tolist()
     assert np.array_equal(from_evaluate["score"].to_numpy(), from_test["score"].to_numpy())
     assert np.array_equal(from_evaluate["decision"], from_test["decision"])
-    columns = ["path", "machine_type", "machine_id", "domain", "label", "target", "score",
-               "decision"]  # fmt: skip
-    assert columns == [c for c in from_evaluate.columns if c != "model"]
+    columns = ["method", "machine_type", "machine_id", "domain", "path", "label", "target",
+               "score", "decision", "status"]  # fmt: skip
+    assert columns == list(from_evaluate.columns)
+    submission = pd.read_csv(tmp_path / "submission/anomaly_score_fan_id_00_test.csv",
+                             header=None, names=["file", "score"])  # fmt: skip
+    fan_00 = from_evaluate[from_evaluate["machine_id"] == "id_00"]
+    assert submission["file"].tolist() == [Path(p).name for p in fan_00["path"]]
+    assert np.allclose(submission["score"], fan_00["score"], rtol=1e-6)
 
 
 def test_evaluate_run_folder_gives_one_table(run: Path, tmp_path: Path):
@@ -112,18 +119,18 @@ def test_predict_and_explain(run: Path, synthetic_root: Path, tmp_path: Path):
     best = _best(run, "valve")
     test_scores = pd.read_csv(run / "lightning_logs/valve/version_0/test/scores.csv")
     clips = test_scores["path"].tolist()[:3]
-    predicted = predict_files(best, clips, torch.device("cpu"), str(tmp_path), {})
+    predicted = predict_files(best, clips, tmp_path, {}, "cpu")
     assert np.allclose(predicted["score"], test_scores["score"][:3], rtol=1e-5)
     assert predicted["decision"].tolist() == test_scores["decision"][:3].tolist()
-    folder = predict_files(best, [str(synthetic_root / "valve" / "test")], torch.device("cpu"),
-                           None, {})  # fmt: skip
-    assert len(folder) == 24
-    explained = explain_clips(best, [clips[0]], torch.device("cpu"), tmp_path)
+    assert (tmp_path / "predictions.csv").is_file()
+    folder = predict_files(best, [str(synthetic_root / "valve" / "test")], tmp_path / "f", {})
+    assert len(folder) == 24 and set(folder["status"]) == {"ok"}
+    explained = explain_clips(best, [clips[0]], tmp_path, {}, "cpu")
     curve = pd.read_csv(tmp_path / f"explain_{Path(clips[0]).stem}.csv")
-    assert list(curve.columns) == ["time_s", "error"]
+    assert list(curve.columns) == ["time_s", "frame_score"]
     assert np.all(np.diff(curve["time_s"]) > 0) and 1.9 < curve["time_s"].iloc[-1] <= 2.1
     assert (tmp_path / f"explain_{Path(clips[0]).stem}.png").stat().st_size > 1000
-    assert explained["score"][0] == pytest.approx(curve["error"].mean(), rel=1e-5)
+    assert explained["score"][0] == pytest.approx(curve["frame_score"].mean(), rel=1e-5)
 
 
 def test_no_anomalies_reports_na(run: Path, synthetic_root: Path, tmp_path: Path):
@@ -150,14 +157,15 @@ def test_other_sample_rate_is_resampled(run: Path, synthetic_root: Path, tmp_pat
         audio, rate = sf.read(clip, dtype="float32")
         resampled = AF.resample(torch.from_numpy(audio), rate, 22050).numpy()
         sf.write(root / "fan" / "test" / clip.name, resampled, 22050)
-    evaluate_main(["--ckpt", str(_best(run, "fan")), "--data.root", str(root),
-                   "--out", str(tmp_path / "out"), "--no-plots"])  # fmt: skip
-    assert "clips are 22050 Hz" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="clips have sample rates 22050 Hz"):
+        table = evaluate_main(["--ckpt", str(_best(run, "fan")), "--data.root", str(root),
+                               "--out", str(tmp_path / "out"), "--plots", "false"])  # fmt: skip
+    assert float(table.query("machine_id == 'id_00'")["auc"].iloc[0]) > 0.5
 
 
 def test_resume_keeps_the_fitted_normaliser(run: Path, synthetic_root: Path, monkeypatch):
     last = run / "lightning_logs/fan/version_0/checkpoints/last.ckpt"
-    stored = torch.load(last, map_location="cpu", weights_only=False)
+    stored = read_checkpoint(last)
     epochs = stored["epoch"] + 2
 
     def refit(*_args, **_kwargs):
@@ -170,23 +178,25 @@ def test_resume_keeps_the_fitted_normaliser(run: Path, synthetic_root: Path, mon
     module, checkpoint = load_module(resumed)
     assert checkpoint["epoch"] == epochs - 1
     assert torch.equal(module.normalizer.mean, stored["state_dict"]["normalizer.mean"])
-    assert np.isfinite(float(module.threshold))  # finalised even without evaluation
+    assert np.isfinite(float(module.threshold))  # fitted at validation: in every checkpoint
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(
-    synthetic_root: Path, tmp_path: Path, monkeypatch
+    synthetic_root: Path, tmp_path: Path, monkeypatch, capsys
 ):
     original = LSTMAE.training_loss
 
-    def poisoned(self, features):
-        loss = original(self, features)
+    def poisoned(self, features, batch):
+        loss = original(self, features, batch)
         return loss * float("nan") if self.current_epoch >= 1 else loss
 
     monkeypatch.setattr(LSTMAE, "training_loss", poisoned)
-    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at epoch 1, global step"):
-        _fit(synthetic_root, tmp_path, "--data.machine_type", "fan", "--trainer.max_epochs", "3")
+    table = _fit(synthetic_root, tmp_path, "--data.machine_type", "fan", "--trainer.max_epochs", "3")
+    assert table is None  # the only group failed: a failure row, no table
+    printed = capsys.readouterr().out
+    assert "FAILED: NonFiniteLossError: training loss is nan at epoch 1, global step" in printed
     last = tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt"
-    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(last)
     assert checkpoint["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values()
                if v.is_floating_point() and v.ndim)  # fmt: skip

@@ -8,6 +8,7 @@ import torch
 
 from aad.models.base import AnomalyModule
 from aad.models.dcase_ae.torch_model import DenseAutoencoder
+from aad.thresholds import DEFAULT_METHOD, DEFAULT_QUANTILE
 
 DCASE2020_FEATURES: dict[str, Any] = {
     "sample_rate": 16000,
@@ -21,7 +22,8 @@ DCASE2020_FEATURES: dict[str, Any] = {
 
 class DCASEAE(AnomalyModule):
     """The DCASE 2020 Task 2 baseline: 128 log-mels x 5 stacked frames = 640 inputs,
-    dense 128x4 -> 8 -> 128x4 -> 640 with BatchNorm + ReLU, MSE; score = mean frame error.
+    dense 128x4 -> 8 -> 128x4 -> 640 with BatchNorm + ReLU, MSE; ``score`` = ``mean`` frame
+    error (the 2020 baseline) or ``mahalanobis`` (the 2023 baseline's selective Mahalanobis).
 
     ``features`` defaults to :data:`DCASE2020_FEATURES`. ``normalize`` (standardising the
     log-mels with training statistics) is aad's default because raw dB inputs train poorly on
@@ -37,14 +39,18 @@ class DCASEAE(AnomalyModule):
         normalize: bool = True,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
-        threshold_method: str = "gamma",
-        threshold_quantile: float = 0.9,
+        score: str = "mean",
+        top_k: int = 32,
+        threshold_method: str = DEFAULT_METHOD,
+        threshold_quantile: float = DEFAULT_QUANTILE,
     ) -> None:
         super().__init__(
             features=features if features is not None else DCASE2020_FEATURES,
             normalize=normalize,
             learning_rate=learning_rate,
             weight_decay=weight_decay,
+            score=score,
+            top_k=top_k,
             threshold_method=threshold_method,
             threshold_quantile=threshold_quantile,
         )
@@ -55,15 +61,15 @@ class DCASEAE(AnomalyModule):
             num_hidden=num_hidden,
             latent_size=latent_size,
         )
+        self.configure_score(self.input_dim)
 
-    def training_loss(self, features: torch.Tensor) -> torch.Tensor:
+    def training_loss(self, features: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         frames = features.flatten(0, 1)
         return torch.nn.functional.mse_loss(self.model(frames), frames)
 
-    def frame_errors(self, features: torch.Tensor) -> torch.Tensor:
+    def reconstruction_errors(self, features: torch.Tensor) -> torch.Tensor:
         frames = features.flatten(0, 1)
-        errors = ((self.model(frames) - frames) ** 2).mean(dim=-1)
-        return errors.view(features.shape[0], features.shape[1])
+        return (frames - self.model(frames)).view(*features.shape[:2], -1)
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """Clip embedding: the mean bottleneck vector over the clip's stacked frames."""

@@ -8,6 +8,7 @@ import torch
 
 from aad.models.base import AnomalyModule
 from aad.models.lstm_ae.torch_model import LSTMAutoencoder, from_windows, to_windows
+from aad.thresholds import DEFAULT_METHOD, DEFAULT_QUANTILE
 
 
 class LSTMAE(AnomalyModule):
@@ -15,7 +16,7 @@ class LSTMAE(AnomalyModule):
 
     Training reconstructs windows taken every ``train_stride`` frames (default: ``window``);
     scoring cuts the clip into non-overlapping windows (the last one aligned to the clip end)
-    and averages the per-frame squared errors, so a clip's score is its mean frame error.
+    and scores each frame by its reconstruction error (see ``score``).
 
     Args:
         window: frames per window (the sequence length the LSTMs see).
@@ -37,14 +38,18 @@ class LSTMAE(AnomalyModule):
         normalize: bool = True,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
-        threshold_method: str = "gamma",
-        threshold_quantile: float = 0.9,
+        score: str = "mean",
+        top_k: int = 32,
+        threshold_method: str = DEFAULT_METHOD,
+        threshold_quantile: float = DEFAULT_QUANTILE,
     ) -> None:
         super().__init__(
             features=features,
             normalize=normalize,
             learning_rate=learning_rate,
             weight_decay=weight_decay,
+            score=score,
+            top_k=top_k,
             threshold_method=threshold_method,
             threshold_quantile=threshold_quantile,
         )
@@ -63,14 +68,15 @@ class LSTMAE(AnomalyModule):
             bidirectional=bidirectional,
             dropout=dropout,
         )
+        self.configure_score(self.input_dim)
 
-    def training_loss(self, features: torch.Tensor) -> torch.Tensor:
+    def training_loss(self, features: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         windows, _ = to_windows(features, self.window, self.train_stride)
         return torch.nn.functional.mse_loss(self.model(windows), windows)
 
-    def frame_errors(self, features: torch.Tensor) -> torch.Tensor:
+    def reconstruction_errors(self, features: torch.Tensor) -> torch.Tensor:
         windows, starts = to_windows(features, self.window, self.window)
-        errors = ((self.model(windows) - windows) ** 2).mean(dim=-1)
+        errors = windows - self.model(windows)
         return from_windows(errors, starts, features.shape[0], features.shape[1])
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:

@@ -35,15 +35,16 @@ def to_windows(features: torch.Tensor, window: int, stride: int) -> tuple[torch.
 def from_windows(
     values: torch.Tensor, starts: list[int], batch: int, num_frames: int
 ) -> torch.Tensor:
-    """Average per-window frame values (B * W, L) back onto the clip's frames -> (B, T)."""
+    """Average per-window frame values ``(B * W, L, ...)`` back onto the clip's frames
+    -> ``(B, T, ...)`` (frames covered by two windows get the mean of both)."""
     length = values.shape[1]
-    values = values.view(batch, len(starts), length)
-    total = values.new_zeros(batch, num_frames)
+    values = values.reshape(batch, len(starts), length, *values.shape[2:])
+    total = values.new_zeros(batch, num_frames, *values.shape[3:])
     count = values.new_zeros(num_frames)
     for i, start in enumerate(starts):
         total[:, start : start + length] += values[:, i]
         count[start : start + length] += 1
-    return total / count
+    return total / count.view(-1, *([1] * (values.dim() - 3)))
 
 
 class LSTMAutoencoder(nn.Module):

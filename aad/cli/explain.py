@@ -1,0 +1,66 @@
+"""``evaluate.py --ckpt CKPT --explain clip.wav ...``: where in time a clip looks anomalous.
+
+For each clip: ``explain_<stem>.png`` (its log-mel spectrogram above its per-frame scores,
+with the clip score and the threshold) and ``explain_<stem>.csv`` (time, frame score). The
+clip is scored whole, exactly as ``predict`` scores it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aad.checkpoints import load_module
+from aad.cli.predict import clip_loading, score_clip
+from aad.data.audio import load_waveform
+from aad.embeddings import resolve_device
+from aad.features import FeatureExtractor
+from aad.report.plots import plot_explanation
+
+SPECTROGRAM = {"features": ["mel"], "mel": {"n_mels": 64}}
+
+
+def explain_clips(
+    path: Path,
+    clips: list[str],
+    out_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Explain each clip; returns one row per clip (path, score, decision)."""
+    module, checkpoint = load_module(path)
+    module.to(resolve_device(device))
+    channel, _ = clip_loading(module, checkpoint, overrides or {})
+    spectrogram = FeatureExtractor({**SPECTROGRAM, "sample_rate": module.sample_rate})
+    threshold = float(module.threshold)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = []
+    for clip in clips:
+        output = score_clip(module, clip, channel)
+        frames = output.frame_scores[0].cpu().numpy()
+        times = module.frame_times(len(frames))
+        stem = Path(clip).stem
+        pd.DataFrame({"time_s": times, "frame_score": frames}).to_csv(
+            out_dir / f"explain_{stem}.csv", index=False
+        )
+        waveform = load_waveform(clip, module.sample_rate, channel, None)
+        log_mel = spectrogram(waveform[None])[0].T.numpy()
+        score = float(output.clip_scores[0])
+        decision = int(score > threshold) if math.isfinite(threshold) else -1
+        verdict = {1: "anomaly", 0: "normal", -1: "no threshold"}[decision]
+        plot_explanation(
+            log_mel,
+            waveform.numel() / module.sample_rate,
+            times,
+            frames,
+            out_dir / f"explain_{stem}.png",
+            title=f"{stem}: score {score:.3g} ({verdict})",
+            clip_score=score,
+            threshold=threshold,
+        )
+        print(f"{clip}: score {score:.6f}, {verdict}; wrote {out_dir}/explain_{stem}.*")
+        summary.append({"path": clip, "score": score, "decision": decision})
+    return pd.DataFrame(summary)

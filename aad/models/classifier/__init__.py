@@ -1,0 +1,31 @@
+"""Self-supervised machine-id classifier (STgram-MFN style): plain torch parts.
+
+``torch_model`` (CNN + ArcFace head), ``augment`` (crops, mixup, pseudo-classes) and
+``scoring`` (class NLL, kNN and Mahalanobis scores on the embeddings).
+"""
+
+from aad.models.classifier.augment import (
+    PSEUDO_CLASS_NAMES,
+    PseudoClasses,
+    crop_starts,
+    mixup,
+    random_crops,
+    sliding_crops,
+)
+from aad.models.classifier.scoring import KNNScorer, MahalanobisScorer, class_nll, clip_mean
+from aad.models.classifier.torch_model import ArcFaceHead, MachineClassifier
+
+__all__ = [
+    "PSEUDO_CLASS_NAMES",
+    "ArcFaceHead",
+    "KNNScorer",
+    "MachineClassifier",
+    "MahalanobisScorer",
+    "PseudoClasses",
+    "class_nll",
+    "clip_mean",
+    "crop_starts",
+    "mixup",
+    "random_crops",
+    "sliding_crops",
+]
