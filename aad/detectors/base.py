@@ -1,23 +1,36 @@
-"""The one detector contract (PyOD style) shared by every classical method.
+"""The one detector contract (PyOD style, scikit-learn compatible) shared by every method.
 
 ``fit(X)`` on normal training embeddings; ``decision_function(X)`` returns one score per
-row, higher = more anomalous; ``threshold_`` is the ``1 - contamination`` quantile of the
-training scores; ``predict(X)`` is ``score > threshold_``. A ``feature_signature`` given at
-fit is stored and checked when scoring, so embeddings from another feature configuration
-are refused. ``save``/``load`` use joblib with a format version.
+row, higher = more anomalous; ``threshold_`` comes from the training scores by the shared
+rule of :mod:`aad.thresholds` (the same one the models use); ``predict(X)`` is
+``score > threshold_``. A ``feature_signature`` given at fit is stored as
+``feature_signature_`` and checked when scoring, so embeddings from another feature
+configuration are refused. ``save``/``load`` write a pickle-free ``.npz``
+(:mod:`aad.detectors.persistence`).
 """
 
 from __future__ import annotations
 
+import numbers
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-import joblib
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-FORMAT_VERSION = 1
+from aad.detectors.validation import check_int
+from aad.thresholds import (
+    DEFAULT_METHOD,
+    DEFAULT_QUANTILE,
+    check_threshold_settings,
+    decide,
+    fit_threshold,
+)
+
 SCALERS = ("standard", "minmax", "none")
 MINMAX_RANGE = (-5.0, 5.0)  # the Exploring-AAD study's MinMaxScaler(-5, 5)
 
@@ -26,90 +39,130 @@ class FeatureSignatureError(ValueError):
     """Embeddings scored with a feature configuration other than the one fitted on."""
 
 
-class BaseDetector(ABC):
+class SmallTrainingSetWarning(UserWarning):
+    """A setting was reduced to fit a small training set (e.g. ``n_neighbors`` to n - 1)."""
+
+
+def scaler_kind(scale: object) -> str | None:
+    """``"standard"``, ``"minmax"`` or ``"none"`` for a ``scale`` setting; ``None`` if invalid."""
+    if scale is None or isinstance(scale, bool):
+        return "standard" if scale else "none"
+    return scale if isinstance(scale, str) and scale in SCALERS else None
+
+
+class BaseDetector(BaseEstimator, ABC):
     """Fit on normal clips, score unseen clips (higher = more anomalous).
 
-    ``scale``: ``True``/``"standard"`` (StandardScaler; constant features get scale 1),
-    ``"minmax"`` (MinMaxScaler to [-5, 5], as the Exploring-AAD study) or ``False``/``"none"``.
-    Subclasses implement ``_fit(X)`` and ``_score(X)`` on scaled data and declare
-    ``min_train_samples``. Fitting on more than ``max_train_samples`` rows uses a seeded
-    random subsample of that size (``None`` = use every row).
+    Common keyword parameters (every subclass lists them in its own signature, so that
+    scikit-learn's ``get_params``/``set_params``/``clone`` see them):
+
+    * ``scale``: ``True``/``"standard"`` (StandardScaler; constant features get scale 1),
+      ``"minmax"`` (MinMaxScaler to [-5, 5], as the Exploring-AAD study) or
+      ``False``/``"none"``.
+    * ``threshold_method``, ``threshold_quantile``: the :mod:`aad.thresholds` rule applied to
+      the training scores (``"percentile"`` with ``1 - c`` is the old ``contamination=c``).
+    * ``max_train_samples``: fit on a seeded random subsample of that many rows when given
+      more (``None`` = every row).
+    * ``random_state``: seeds the subsample and the estimator.
+
+    Subclasses implement ``_fit(X)`` and ``_score(X)`` on scaled rows and, where they have
+    settings to check, ``_check_params`` (calling ``super()._check_params()``).
     """
 
     name: ClassVar[str] = "base"
+    min_train_samples: ClassVar[int] = 2
+    min_train_reason: ClassVar[str] = "scaling and thresholds need two points"
 
     def __init__(
         self,
         *,
-        contamination: float = 0.1,
         scale: bool | str = True,
+        threshold_method: str = DEFAULT_METHOD,
+        threshold_quantile: float = DEFAULT_QUANTILE,
         max_train_samples: int | None = None,
-        random_state: int = 0,
+        random_state: int | None = 0,
     ) -> None:
-        if not 0.0 < contamination < 0.5 + 1e-12:
-            raise ValueError(f"{self.name}: contamination must be in (0, 0.5], got {contamination}")
-        scaler = {True: "standard", False: "none", None: "none"}.get(scale, scale)
-        if scaler not in SCALERS:
-            raise ValueError(
-                f"{self.name}: scale must be a bool or one of {SCALERS}, got {scale!r}"
-            )
-        self.contamination = contamination
         self.scale = scale
+        self.threshold_method = threshold_method
+        self.threshold_quantile = threshold_quantile
         self.max_train_samples = max_train_samples
         self.random_state = random_state
-        self.feature_signature: str | None = None
-        self.n_features_in_: int | None = None
-        self.scaler_: StandardScaler | MinMaxScaler | None = None
-        self.decision_scores_: np.ndarray | None = None
-        self.threshold_: float | None = None
-        self.n_train_samples_: int | None = None
+        self._check_params()
 
     # -- subclass hooks -----------------------------------------------------------------
-    @property
-    @abstractmethod
-    def min_train_samples(self) -> int:
-        """Fewest training rows this configuration can fit on."""
-
     @abstractmethod
     def _fit(self, X: np.ndarray) -> np.ndarray:
-        """Fit on standardised rows; return their training scores (higher = more anomalous)."""
+        """Fit on scaled rows; return their training scores (higher = more anomalous)."""
 
     @abstractmethod
     def _score(self, X: np.ndarray) -> np.ndarray:
-        """Scores of standardised rows (higher = more anomalous)."""
+        """Scores of scaled rows (higher = more anomalous)."""
 
-    def _minimum_reason(self) -> str:
-        return ""
+    def _check_params(self) -> None:
+        """Raise ``ValueError`` for a bad constructor argument (called at init and at fit)."""
+        if scaler_kind(self.scale) is None:
+            raise ValueError(
+                f"{self.name}: scale must be a bool or one of {SCALERS}, got {self.scale!r}"
+            )
+        try:
+            check_threshold_settings(self.threshold_method, self.threshold_quantile)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
+        check_int(
+            self.name,
+            "max_train_samples",
+            self.max_train_samples,
+            self.min_train_samples,
+            allow_none=True,
+        )
+        if self.random_state is not None and (
+            isinstance(self.random_state, bool)
+            or not isinstance(self.random_state, numbers.Integral)
+        ):
+            raise ValueError(
+                f"{self.name}: random_state must be an integer or None, got {self.random_state!r}"
+            )
+
+    def _describe_settings(self) -> list[str]:
+        """The settings worth a results-table column, e.g. ``["k=3 of 5 requested"]``."""
+        return []
 
     # -- public API -----------------------------------------------------------------------
-    def fit(self, X: np.ndarray, feature_signature: str | None = None) -> BaseDetector:
-        """Fit on normal training embeddings ``X`` (n, d); returns ``self``."""
+    def fit(
+        self, X: np.ndarray, y: object = None, feature_signature: str | None = None
+    ) -> BaseDetector:
+        """Fit on normal training embeddings ``X`` (n, d); ``y`` is ignored. Returns ``self``."""
+        self._check_params()
+        self.__dict__.pop("threshold_", None)  # a failed refit leaves no stale fitted state
+        original = X
         X = self._as_matrix(X, "fit")
-        n_samples = X.shape[0]
-        if n_samples < self.min_train_samples:
-            reason = self._minimum_reason()
+        n_seen = X.shape[0]
+        if n_seen < self.min_train_samples:
             raise ValueError(
-                f"{self.name} needs at least {self.min_train_samples} training clips"
-                f"{' (' + reason + ')' if reason else ''}, got {n_samples}"
+                f"{self.name} needs at least {self.min_train_samples} training clips "
+                f"({self.min_train_reason}), got {n_seen}"
             )
-        if self.max_train_samples is not None and n_samples > self.max_train_samples:
+        if self.max_train_samples is not None and n_seen > self.max_train_samples:
             rng = np.random.default_rng(self.random_state)
-            keep = np.sort(rng.choice(n_samples, size=self.max_train_samples, replace=False))
-            X = X[keep]
-        self.n_features_in_ = X.shape[1]
+            X = X[np.sort(rng.choice(n_seen, size=self.max_train_samples, replace=False))]
+        elif isinstance(original, np.ndarray) and np.may_share_memory(X, original):
+            X = X.copy()  # kept for save(): the caller may reuse its buffer
+        self.n_samples_seen_ = n_seen
         self.n_train_samples_ = X.shape[0]
-        self.feature_signature = feature_signature
-        scaler = {True: "standard", False: "none", None: "none"}.get(self.scale, self.scale)
-        self.scaler_ = None
-        if scaler == "standard":
+        self.n_features_in_ = X.shape[1]
+        self.feature_signature_ = feature_signature
+        self.train_embeddings_ = X
+        kind = scaler_kind(self.scale)
+        self.scaler_: StandardScaler | MinMaxScaler | None = None
+        if kind == "standard":
             self.scaler_ = StandardScaler().fit(X)
-        elif scaler == "minmax":
+        elif kind == "minmax":
             self.scaler_ = MinMaxScaler(feature_range=MINMAX_RANGE).fit(X)
-        if self.scaler_ is not None:
-            X = self.scaler_.transform(X)
-        train_scores = np.asarray(self._fit(X), dtype=np.float64)
-        self.decision_scores_ = train_scores
-        self.threshold_ = float(np.quantile(train_scores, 1.0 - self.contamination))
+        scores = np.asarray(self._fit(self._apply_scaler(X)), dtype=np.float64).ravel()
+        if scores.shape != (X.shape[0],):
+            raise RuntimeError(f"{self.name}: {scores.size} training scores for {len(X)} rows")
+        self.decision_scores_ = scores
+        self.threshold_ = fit_threshold(scores, self.threshold_method, self.threshold_quantile)
         return self
 
     def decision_function(self, X: np.ndarray, feature_signature: str | None = None) -> np.ndarray:
@@ -122,75 +175,72 @@ class BaseDetector(ABC):
                 f"{self.name} was fitted on {self.n_features_in_}-dimensional embeddings, "
                 f"got {X.shape[1]} dimensions"
             )
-        return np.asarray(self._score(self.transform(X)), dtype=np.float64)
+        return np.asarray(self._score(self._apply_scaler(X)), dtype=np.float64).ravel()
 
     def predict(self, X: np.ndarray, feature_signature: str | None = None) -> np.ndarray:
-        """1 where the score exceeds ``threshold_`` (anomaly), else 0."""
-        return (self.decision_function(X, feature_signature) > self.threshold_).astype(np.int64)
+        """1 where the score exceeds ``threshold_`` (anomaly), else 0 (int64)."""
+        return decide(self.decision_function(X, feature_signature), self.threshold_)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """The standardisation the detector sees (identity when ``scale=False``)."""
-        return self.scaler_.transform(X) if self.scaler_ is not None else X
+        """The scaling the detector sees (identity when ``scale=False``)."""
+        self._check_fitted()
+        return self._apply_scaler(self._as_matrix(X, "transform"))
 
     def check_signature(self, feature_signature: str | None) -> None:
         """Refuse embeddings made with another feature configuration than at fit."""
-        if (
-            feature_signature is not None
-            and self.feature_signature is not None
-            and feature_signature != self.feature_signature
-        ):
+        fitted = getattr(self, "feature_signature_", None)
+        if feature_signature is not None and fitted is not None and feature_signature != fitted:
             raise FeatureSignatureError(
-                f"{self.name} was fitted on features with signature {self.feature_signature!r} "
+                f"{self.name} was fitted on features with signature {fitted!r} "
                 f"but is asked to score features with signature {feature_signature!r}: mixed "
                 "feature configurations between fit and score are refused (refit the detector "
                 "or score with the same feature configuration)"
             )
 
+    def describe(self) -> str:
+        """The settings actually used, for results tables: ``"knn (k=3 of 5 requested)"``."""
+        settings = self._describe_settings()
+        if scaler_kind(self.scale) != "standard":
+            settings.append(f"scale={scaler_kind(self.scale)}")
+        seen = getattr(self, "n_samples_seen_", None)
+        if seen is not None and self.n_train_samples_ < seen:
+            settings.append(f"fitted on {self.n_train_samples_} of {seen} rows")
+        return f"{self.name} ({', '.join(settings)})" if settings else self.name
+
     def save(self, path: str | Path) -> Path:
-        """Write the fitted detector (joblib, with a format version)."""
-        self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "format_version": FORMAT_VERSION,
-            "class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "detector": self,
-        }
-        joblib.dump(payload, path)
-        return path
+        """Write the fitted detector as a pickle-free ``.npz`` (see :func:`save_detector`)."""
+        from aad.detectors.persistence import save_detector
+
+        return save_detector(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> BaseDetector:
-        """Read a detector written by :meth:`save`; refuses other format versions."""
-        payload = joblib.load(Path(path))
-        if not isinstance(payload, dict) or "format_version" not in payload:
-            raise ValueError(f"{path} is not an aad detector file")
-        if payload["format_version"] != FORMAT_VERSION:
-            raise ValueError(
-                f"{path} has detector format version {payload['format_version']}, "
-                f"this aad reads version {FORMAT_VERSION}"
-            )
-        detector = payload["detector"]
-        if not isinstance(detector, cls):
-            raise TypeError(f"{path} holds a {type(detector).__name__}, not a {cls.__name__}")
-        return detector
+        """Read a detector written by :meth:`save` (re-fitted, then verified)."""
+        from aad.detectors.persistence import load_detector
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (for tables and reprs)."""
-        return {
-            k: v for k, v in vars(self).items() if not k.endswith("_") and k != "feature_signature"
-        }
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+        return load_detector(path, expected=cls)
 
     # -- helpers --------------------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if self.threshold_ is None:
-            raise RuntimeError(f"{self.name} is not fitted; call fit(X) first")
+    def _clamped(self, setting: str, requested: int, available: int) -> int:
+        """``min(requested, available)`` (at least 1), with one warning when reduced."""
+        used = max(1, min(requested, available))
+        if used != requested:
+            warnings.warn(
+                f"{self.name}: {setting}={requested} requested but only "
+                f"{self.n_train_samples_} training clips; using {setting}={used}",
+                SmallTrainingSetWarning,
+                stacklevel=4,
+            )
+        return used
 
-    def _as_matrix(self, X: np.ndarray, where: str) -> np.ndarray:
+    def _apply_scaler(self, X: np.ndarray) -> np.ndarray:
+        return self.scaler_.transform(X) if self.scaler_ is not None else X
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError(f"{self.name} is not fitted; call fit(X) first")
+
+    def _as_matrix(self, X: Any, where: str) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2:
             raise ValueError(f"{self.name}.{where} expects a 2-D array (n, d), got shape {X.shape}")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
 from aad.detectors.base import BaseDetector
 from aad.detectors.distance import KNNDetector, MahalanobisDetector
 from aad.detectors.mixture import GMMDetector
+from aad.detectors.persistence import resolve_detector_class
+from aad.detectors.pyod_detector import PyODDetector
 from aad.detectors.sklearn_detectors import (
     IsolationForestDetector,
     LOFDetector,
@@ -22,6 +23,7 @@ DETECTORS: dict[str, type[BaseDetector]] = {
     "knn": KNNDetector,
     "mahalanobis": MahalanobisDetector,
     "gmm": GMMDetector,
+    "pyod": PyODDetector,
 }
 ALIASES = {
     "iforest": "isolation_forest",
@@ -46,12 +48,13 @@ def build_detector(name: str, **params: Any) -> BaseDetector:
 
 
 def detector_from_spec(spec: Mapping[str, Any]) -> BaseDetector:
-    """Build from ``{name, params}`` or ``{class_path, init_args}`` (Lightning CLI style)."""
+    """Build from ``{name, params}`` or ``{class_path, init_args}`` (Lightning CLI style).
+
+    A ``class_path`` must name a subclass of aad's ``BaseDetector``; it is checked after the
+    import and before the class is called.
+    """
     if "class_path" in spec:
-        module_name, _, class_name = str(spec["class_path"]).rpartition(".")
-        cls = getattr(importlib.import_module(module_name), class_name)
-        if not (isinstance(cls, type) and issubclass(cls, BaseDetector)):
-            raise ValueError(f"{spec['class_path']} is not an aad BaseDetector")
+        cls = resolve_detector_class(str(spec["class_path"]))  # checked before it is called
         return cls(**dict(spec.get("init_args") or {}))
     if "name" in spec:
         return build_detector(str(spec["name"]), **dict(spec.get("params") or {}))

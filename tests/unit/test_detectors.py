@@ -1,27 +1,32 @@
-"""The detector contract: sklearn parity, sign, thresholds, bad input, persistence."""
+"""The detector contract: sklearn parity, sign, thresholds, bad input, registry."""
 
 from __future__ import annotations
+
+import sys
+import types
 
 import numpy as np
 import pytest
 from sklearn.covariance import EmpiricalCovariance, LedoitWolf
 from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import LocalOutlierFactor
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import OneClassSVM
 
 from aad.detectors import (
     DETECTORS,
-    BaseDetector,
     FeatureSignatureError,
     KNNDetector,
     build_detector,
     detector_from_spec,
 )
+from aad.thresholds import DEFAULT_METHOD, DEFAULT_QUANTILE, fit_threshold
 
 SMALL = {"lof": {"n_neighbors": 5}, "knn": {"n_neighbors": 3}}
+CLASSICAL = sorted(set(DETECTORS) - {"pyod"})  # pyod: tests/unit/test_detectors_pyod.py
 
 
 def make_data(n_train: int = 120, n_test: int = 40, dim: int = 8, seed: int = 0):
@@ -49,8 +54,9 @@ def test_isolation_forest_is_negated_sklearn_score_samples(data):
     train, test, _ = data
     ours = build_detector("isolation_forest", n_estimators=50, random_state=3).fit(train)
     train_s, test_s = scaled(train, test)
-    reference = IsolationForest(n_estimators=50, contamination=0.1, random_state=3).fit(train_s)
+    reference = IsolationForest(n_estimators=50, random_state=3).fit(train_s)
     np.testing.assert_allclose(ours.decision_function(test), -reference.score_samples(test_s))
+    np.testing.assert_allclose(ours.decision_scores_, -reference.score_samples(train_s))
 
 
 def test_ocsvm_is_negated_sklearn_score_samples(data):
@@ -67,7 +73,7 @@ def test_lof_is_negated_sklearn_novelty_score_samples(data):
     train, test, _ = data
     ours = build_detector("lof", n_neighbors=7).fit(train)
     train_s, test_s = scaled(train, test)
-    reference = LocalOutlierFactor(n_neighbors=7, novelty=True, contamination=0.1).fit(train_s)
+    reference = LocalOutlierFactor(n_neighbors=7, novelty=True).fit(train_s)
     np.testing.assert_allclose(ours.decision_function(test), -reference.score_samples(test_s))
     np.testing.assert_allclose(ours.decision_scores_, -reference.negative_outlier_factor_)
 
@@ -78,6 +84,7 @@ def test_gmm_is_negative_log_likelihood(data):
     train_s, test_s = scaled(train, test)
     reference = GaussianMixture(2, reg_covar=1e-4, random_state=1, max_iter=200).fit(train_s)
     np.testing.assert_allclose(ours.decision_function(test), -reference.score_samples(test_s))
+    assert ours.n_components_ == 2 and ours.describe() == "gmm (2 components, full)"
 
 
 @pytest.mark.parametrize(
@@ -105,10 +112,33 @@ def test_knn_distances_match_brute_force(data, method):
     np.fill_diagonal(self_dist, np.inf)
     expected_train = reduce(np.sort(self_dist, axis=1)[:, :4], axis=1)
     np.testing.assert_allclose(ours.decision_scores_, expected_train, rtol=1e-8)
+    assert ours.n_neighbors_ == 4
+
+
+def test_minmax_scaling_as_the_study(data):
+    train, test, _ = data
+    train = train.copy()
+    train[:, 1] = 3.0
+    ours = build_detector("lof", n_neighbors=5, scale="minmax").fit(train)
+    scaler = MinMaxScaler(feature_range=(-5, 5)).fit(train)
+    reference = LocalOutlierFactor(n_neighbors=5, novelty=True).fit(scaler.transform(train))
+    np.testing.assert_allclose(ours.transform(test), scaler.transform(test))
+    np.testing.assert_allclose(
+        ours.decision_function(test), -reference.score_samples(scaler.transform(test))
+    )
+    assert ours.describe() == "lof (k=5, scale=minmax)"
+
+
+def test_no_scaling_sees_raw_embeddings(data):
+    train, test, _ = data
+    ours = build_detector("mahalanobis", estimator="empirical", scale=False).fit(train)
+    np.testing.assert_array_equal(ours.transform(test), test)
+    expected = EmpiricalCovariance().fit(train).mahalanobis(test)
+    np.testing.assert_allclose(ours.decision_function(test), expected, rtol=1e-8)
 
 
 # -- contract shared by every detector -----------------------------------------------------
-@pytest.mark.parametrize("name", sorted(DETECTORS))
+@pytest.mark.parametrize("name", CLASSICAL)
 def test_higher_is_more_anomalous_and_threshold_from_training(data, name):
     train, test, labels = data
     detector = build_detector(name, **SMALL.get(name, {}))
@@ -116,11 +146,23 @@ def test_higher_is_more_anomalous_and_threshold_from_training(data, name):
     scores = detector.decision_function(test)
     assert scores.shape == (len(test),) and scores.dtype == np.float64
     assert roc_auc_score(labels, scores) > 0.9, name
-    assert detector.threshold_ == pytest.approx(np.quantile(detector.decision_scores_, 0.9))
+    expected = fit_threshold(detector.decision_scores_, DEFAULT_METHOD, DEFAULT_QUANTILE)
+    assert detector.threshold_ == expected
     np.testing.assert_array_equal(detector.predict(test), (scores > detector.threshold_))
+    assert detector.predict(test).dtype == np.int64
 
 
-@pytest.mark.parametrize("name", sorted(DETECTORS))
+@pytest.mark.parametrize("name", CLASSICAL)
+def test_percentile_threshold_is_the_old_contamination_rule(data, name):
+    """``threshold_method="percentile"``, quantile 1 - c == the former ``contamination=c``."""
+    train = data[0]
+    params = {**SMALL.get(name, {}), "threshold_method": "percentile", "threshold_quantile": 0.95}
+    detector = build_detector(name, **params).fit(train)
+    assert detector.threshold_ == pytest.approx(np.quantile(detector.decision_scores_, 0.95))
+    assert np.mean(detector.decision_scores_ > detector.threshold_) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("name", CLASSICAL)
 def test_constant_features_give_finite_scores(data, name):
     train, test, _ = data
     train, test = train.copy(), test.copy()
@@ -132,43 +174,7 @@ def test_constant_features_give_finite_scores(data, name):
     assert np.all(np.isfinite(detector.decision_scores_))
 
 
-@pytest.mark.parametrize("name", sorted(DETECTORS))
-def test_save_load_round_trip(tmp_path, data, name):
-    train, test, _ = data
-    detector = build_detector(name, **SMALL.get(name, {})).fit(train, feature_signature="abc")
-    path = detector.save(tmp_path / f"{name}.joblib")
-    loaded = BaseDetector.load(path)
-    assert type(loaded) is type(detector) and loaded.feature_signature == "abc"
-    np.testing.assert_array_equal(loaded.decision_function(test), detector.decision_function(test))
-    assert loaded.threshold_ == detector.threshold_
-
-
-def test_load_refuses_other_format_version(tmp_path, data):
-    import joblib
-
-    path = build_detector("knn", n_neighbors=2).fit(data[0]).save(tmp_path / "d.joblib")
-    payload = joblib.load(path)
-    payload["format_version"] = 99
-    joblib.dump(payload, path)
-    with pytest.raises(ValueError, match="format version 99, this aad reads version 1"):
-        BaseDetector.load(path)
-
-
 # -- bad input -----------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("name", "params", "n_rows", "message"),
-    [
-        ("lof", {"n_neighbors": 20}, 10, r"lof needs at least 21 training clips .*got 10"),
-        ("knn", {"n_neighbors": 5}, 5, r"knn needs at least 6 training clips .*got 5"),
-        ("gmm", {"n_components": 4}, 3, r"gmm needs at least 4 training clips .*got 3"),
-        ("mahalanobis", {}, 1, r"mahalanobis needs at least 2 training clips .*got 1"),
-    ],
-)
-def test_too_few_training_clips_names_method_and_minimum(data, name, params, n_rows, message):
-    with pytest.raises(ValueError, match=message):
-        build_detector(name, **params).fit(data[0][:n_rows])
-
-
 def test_dimension_mismatch_is_refused(data):
     train, test, _ = data
     detector = build_detector("mahalanobis").fit(train)
@@ -179,14 +185,17 @@ def test_dimension_mismatch_is_refused(data):
 def test_mixed_feature_signatures_are_refused(data):
     train, test, _ = data
     detector = build_detector("isolation_forest").fit(train, feature_signature="lmfe-64")
+    assert detector.feature_signature_ == "lmfe-64"
     detector.decision_function(test, feature_signature="lmfe-64")
     with pytest.raises(FeatureSignatureError, match="mixed feature configurations"):
         detector.decision_function(test, feature_signature="mfcc-13")
+    with pytest.raises(FeatureSignatureError, match="mixed feature configurations"):
+        detector.predict(test, feature_signature="mfcc-13")
 
 
 def test_nan_and_unfitted_are_refused(data):
     train, test, _ = data
-    with pytest.raises(RuntimeError, match="knn is not fitted"):
+    with pytest.raises(NotFittedError, match="knn is not fitted; call fit"):
         KNNDetector().decision_function(test)
     bad = train.copy()
     bad[0, 0] = np.nan
@@ -199,29 +208,22 @@ def test_ocsvm_subsamples_deterministically():
     first = build_detector("ocsvm", max_train_samples=50, random_state=4).fit(train)
     second = build_detector("ocsvm", max_train_samples=50, random_state=4).fit(train)
     assert first.n_train_samples_ == 50 and len(first.decision_scores_) == 50
+    assert first.n_samples_seen_ == 300 and first.train_embeddings_.shape == (50, 8)
     np.testing.assert_array_equal(first.decision_function(test), second.decision_function(test))
+    assert first.describe() == "ocsvm (rbf, nu=0.1, gamma=scale, fitted on 50 of 300 rows)"
 
 
-def test_minmax_scaling_as_the_study(data):
-    from sklearn.preprocessing import MinMaxScaler
-
-    train, test, _ = data
-    train = train.copy()
-    train[:, 1] = 3.0
-    ours = build_detector("lof", n_neighbors=5, scale="minmax").fit(train)
-    scaler = MinMaxScaler(feature_range=(-5, 5)).fit(train)
-    reference = LocalOutlierFactor(n_neighbors=5, novelty=True).fit(scaler.transform(train))
-    np.testing.assert_allclose(ours.transform(test), scaler.transform(test))
-    np.testing.assert_allclose(
-        ours.decision_function(test), -reference.score_samples(scaler.transform(test))
-    )
-    with pytest.raises(ValueError, match="scale must be a bool or one of"):
-        build_detector("knn", scale="robust")
+def test_training_rows_are_kept_as_a_copy(data):
+    train = data[0].copy()
+    detector = build_detector("knn").fit(train)
+    train[:] = 0.0
+    np.testing.assert_array_equal(detector.train_embeddings_, data[0])
 
 
 # -- registry ------------------------------------------------------------------------------
 def test_registry_names_specs_and_errors():
     assert type(build_detector("IForest")).__name__ == "IsolationForestDetector"
+    assert type(build_detector("one_class_svm")).__name__ == "OneClassSVMDetector"
     lof = detector_from_spec({"name": "lof", "params": {"n_neighbors": 7}})
     assert lof.n_neighbors == 7
     knn = detector_from_spec(
@@ -232,3 +234,24 @@ def test_registry_names_specs_and_errors():
         build_detector("svdd")
     with pytest.raises(ValueError, match="knn: method must be one of"):
         build_detector("knn", method="sum")
+    with pytest.raises(ValueError, match="detector spec needs 'name'"):
+        detector_from_spec({"params": {}})
+
+
+def test_class_path_spec_is_checked_before_it_is_called(monkeypatch):
+    calls: list[object] = []
+
+    class Tripwire:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            calls.append((args, kwargs))
+
+    module = types.ModuleType("aad_test_tripwire")
+    module.Tripwire = Tripwire
+    monkeypatch.setitem(sys.modules, "aad_test_tripwire", module)
+    with pytest.raises(ValueError, match="aad_test_tripwire.Tripwire is not an aad BaseDetector"):
+        detector_from_spec({"class_path": "aad_test_tripwire.Tripwire", "init_args": {"x": 1}})
+    with pytest.raises(ValueError, match="os.system is not an aad BaseDetector"):
+        detector_from_spec({"class_path": "os.system", "init_args": {}})
+    with pytest.raises(ValueError, match="aad.detectors.BaseDetector is not an aad BaseDetector"):
+        detector_from_spec({"class_path": "aad.detectors.BaseDetector"})  # abstract
+    assert calls == []
