@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import importlib
 import inspect
+import re
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -84,13 +85,15 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for damaged or unsafe files
-        unsafe = "weights only load failed" in str(error).lower()
-        reason = (
-            "it holds pickled objects other than tensors and plain data, which aad never "
-            "loads (an unsafe or foreign file)"
-            if unsafe
-            else f"{type(error).__name__}: {error} (truncated, corrupt, or not a checkpoint)"
-        )
+        text = str(error)
+        match = re.search(r"(unsupported GLOBAL [\w.]+|GLOBAL [\w.]+ was not an allowed global)",
+                          text)  # fmt: skip
+        if match:
+            reason = (f"it holds pickled objects other than tensors and plain data ({match[1]}),"
+                      " which aad never loads: an unsafe or foreign file")  # fmt: skip
+        else:
+            detail = text.splitlines()[-1] if "Weights only load failed" in text else text
+            reason = f"{type(error).__name__}: {detail} (truncated, corrupt, or not a checkpoint)"
         raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path} is not an aad checkpoint (not a dict)")

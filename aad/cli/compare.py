@@ -36,7 +36,7 @@ from aad.engine.methods import MethodSpec, build_methods
 from aad.engine.runner import RunResult, run_groups, say
 from aad.metrics import to_markdown
 from aad.report.compare_plots import plot_auc_bars, plot_roc_curves
-from aad.report.tables import summary_table, write_results
+from aad.report.tables import check_writable, summary_table, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "compare.yaml"
@@ -61,17 +61,6 @@ def compare_parser() -> LightningArgumentParser:
     parser.add_class_arguments(EmbeddingConfig, "embedding")
     parser.add_argument("--methods", type=list[MethodSpec], default=[])
     return parser
-
-
-def check_writable(out: Path) -> None:
-    """Fail before any work when ``out`` cannot be created or written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".aad-write-check"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        raise PermissionError(f"output folder {out} is not writable: {error}") from None
 
 
 class CompareRun:

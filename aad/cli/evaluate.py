@@ -168,5 +168,8 @@ def evaluate_checkpoints(
         plot_score_histograms(scores, out, thresholds)
     say(f"\nEvaluation of {len(paths)} checkpoint(s), written to {out}:\n")
     say(to_markdown(table))
-    table.attrs["failures"] = len(failures)
+    unscored = int((scores["status"] != "ok").sum()) if len(scores) else 0
+    if unscored:
+        say(f"[aad] {unscored} test clip(s) have no score (status column of scores.csv)")
+    table.attrs["failures"] = len(failures) + unscored
     return table

@@ -31,7 +31,7 @@ from aad.engine.runner import RunResult, run_groups, say
 from aad.metrics import to_markdown
 from aad.models.base import AnomalyModule
 from aad.report.plots import plot_roc_pr, plot_score_histograms
-from aad.report.tables import write_results
+from aad.report.tables import check_writable, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
@@ -160,6 +160,7 @@ def main(args: list[str] | None = None) -> pd.DataFrame | None:
     if several and cli.config.ckpt_path:
         raise ValueError("--ckpt_path resumes one model: choose its group (--data.machine_type)")
     run = TrainRun(cli)
+    check_writable(run.root)
     result = run_groups(
         groups,
         data,

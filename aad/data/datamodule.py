@@ -243,14 +243,22 @@ class MachineSoundDataModule(L.LightningDataModule):
                 f"resampled to {self.sample_rate} Hz when loaded",
                 stacklevel=2,
             )
-        bad = {r.record.path for r in rejected}
+        reasons = {r.record.path: r.reason for r in rejected}
 
         def keep(records: list[ClipRecord]) -> list[ClipRecord]:
-            return [r for r in records if r.path not in bad]
+            return [r for r in records if r.path not in reasons]
 
         self.num_samples = length
         return [
-            Group(g.machine_type, g.machine_id, keep(g.train), keep(g.val), keep(g.test), g.notes)
+            Group(
+                g.machine_type,
+                g.machine_id,
+                keep(g.train),
+                keep(g.val),
+                keep(g.test),
+                g.notes,
+                [(r, reasons[r.path]) for r in g.test if r.path in reasons],
+            )
             for g in groups
         ]
 

@@ -38,6 +38,8 @@ class Group:
     val: list[ClipRecord]
     test: list[ClipRecord]
     notes: list[str] = field(default_factory=list)
+    skipped: list[tuple[ClipRecord, str]] = field(default_factory=list)
+    """Test clips left out by screening, with the reason (a status row in every score table)."""
 
     @property
     def label(self) -> str:
@@ -97,8 +99,7 @@ def borrow_test_normals(manifest: Manifest, fraction: float, seed: int = 0) -> M
     moved: set[str] = set()
     for machine_type in manifest.machine_types:
         normals = _by_path(
-            r
-            for r in manifest.filter(machine_type=machine_type, split="test", label="normal")
+            r for r in manifest.filter(machine_type=machine_type, split="test", label="normal")
         )
         count = min(int(len(normals) * fraction), max(len(normals) - 1, 0))
         moved.update(r.path for r in random.Random(seed).sample(normals, count))

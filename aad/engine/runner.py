@@ -6,6 +6,7 @@ run that dies (or is killed) keeps every finished group on disk.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,17 @@ def run_groups(
                 tested = group.test if evaluate else []
                 scores = method.score(bound, tested) if tested else []
                 frame = clip_table(tested, scores, method.threshold, method=method.name)
+                if evaluate and group.skipped:
+                    records, reasons = zip(*group.skipped, strict=True)
+                    statuses = [f"error: {reason}" for reason in reasons]
+                    skipped = clip_table(
+                        records,
+                        [math.nan] * len(records),
+                        method.threshold,
+                        method=method.name,
+                        status=statuses,
+                    )
+                    frame = pd.concat([frame, skipped], ignore_index=True)
             except Exception as error:
                 broken.add(method.name)
                 failures.append(failure_row(method.name, group.label, error))

@@ -86,6 +86,17 @@ def summary_table(
     return wide.reset_index().fillna(math.nan)
 
 
+def check_writable(out: Path) -> None:
+    """Fail before any work when ``out`` cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".aad-write-check"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(f"output folder {out} is not writable: {error}") from None
+
+
 def write_results(
     clip_scores: pd.DataFrame,
     out_dir: str | Path,
