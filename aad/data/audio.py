@@ -1,4 +1,4 @@
-"""Decode WAV clips into float32 tensors, and check clip headers before a run.
+"""Decode WAV clips into float32 tensors, and screen clips before a run.
 
 Pad/crop rule: a clip longer than ``num_samples`` keeps its first ``num_samples``; a shorter
 one is zero-padded at the end. Resampling (``torchaudio.functional.resample``) happens
@@ -11,6 +11,7 @@ import math
 import struct
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,15 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+from tqdm.auto import tqdm
 
 from aad.data.manifest import ClipRecord, Manifest
 
 Channel = int | str
+MAX_PEAK = 1e4
+"""Largest absolute sample value screened clips may have: no recording is 80 dB above full
+scale, and values near 1e20 overflow the float32 STFT (NaN scores)."""
+PROGRESS_MIN_CLIPS = 500
 
 
 class AudioDecodeError(ValueError):
@@ -78,7 +84,8 @@ def load_waveform(
 
     ``channel`` is an index into the file's channels or ``"mean"`` (mix to mono).
     Raises :class:`AudioDecodeError` for undecodable, empty or non-finite clips and for a
-    channel the file lacks; warns when the clip is all zeros (silence).
+    channel the file lacks. Silent and out-of-range clips load as they are:
+    :func:`screen_clips` reports them once, before a run.
     """
     check_channel(channel)
     try:
@@ -98,8 +105,6 @@ def load_waveform(
     bad = int(np.count_nonzero(~np.isfinite(mono)))
     if bad:
         raise AudioDecodeError(f"{path} has {bad} NaN/Inf sample(s)")
-    if not np.any(mono):
-        warnings.warn(f"{path} is silent (all samples are zero)", stacklevel=2)
     waveform = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
     if file_rate != sample_rate:
         waveform = AF.resample(waveform, file_rate, sample_rate)
@@ -137,7 +142,7 @@ def _header(path: str | Path) -> tuple[str | None, Any]:
     """``(problem, None)`` for an unusable header, else ``(None, soundfile info)``."""
     path = Path(path)
     if not path.is_file():
-        return "file not found", None
+        return ("not a regular file" if path.exists() else "file not found"), None
     if path.stat().st_size == 0:
         return "zero-length file", None
     try:
@@ -151,6 +156,131 @@ def _header(path: str | Path) -> tuple[str | None, Any]:
     return None, info
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A clip left out by :func:`screen_clips`, and why."""
+
+    record: ClipRecord
+    reason: str
+
+
+@dataclass
+class ScreenResult:
+    """What :func:`screen_clips` kept, what it left out (with reasons), and the rates seen."""
+
+    good: Manifest
+    rejected: list[Rejected] = field(default_factory=list)
+    rates: set[int] = field(default_factory=set)
+
+    def describe(self, what: str) -> str:
+        """One message: ``"<what>: N clip(s) skipped:"``, then ``"  path: reason"`` per clip."""
+        lines = "".join(f"\n  {r.record.path}: {r.reason}" for r in self.rejected)
+        return f"{what}: {len(self.rejected)} clip(s) skipped:{lines}"
+
+
+def _read_samples(path: str, subtype: str) -> np.ndarray:
+    """All frames as ``(frames, channels)``: int16 for 16-bit PCM (fast, exact), int32 for
+    other integer PCM, float64 for DOUBLE, else float32."""
+    if subtype == "PCM_16":
+        dtype = "int16"
+    elif subtype.startswith("PCM_"):
+        dtype = "int32"
+    else:
+        dtype = "float64" if subtype == "DOUBLE" else "float32"
+    data, _ = sf.read(path, dtype=dtype, always_2d=True)
+    return data
+
+
+def _sample_problem(path: str, info: Any, channel: Channel, reject_silent: bool) -> str | None:
+    """Why a clip's samples are unusable (``None`` when fine): decoded once, not resampled."""
+    try:
+        data = _read_samples(path, info.subtype)
+    except (sf.SoundFileError, RuntimeError, OSError) as err:
+        return f"cannot decode ({err})"
+    if data.shape[0] < info.frames:
+        return f"truncated (decoded {data.shape[0]} of {info.frames} frames)"
+    if channel == "mean":
+        mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    else:
+        mono = data[:, channel]
+    if mono.dtype.kind == "f":
+        finite = np.isfinite(mono)
+        bad = mono.size - int(np.count_nonzero(finite))
+        if bad:
+            return f"{bad} NaN/Inf samples"
+        peak = float(np.max(np.abs(mono)))
+        if peak > MAX_PEAK:
+            return f"peak {peak:.3g}: not audio in [-1, 1]"
+    if reject_silent and not np.any(mono):
+        return "silent (all samples zero)"
+    return None
+
+
+def _screen_one(
+    record: ClipRecord,
+    sample_rate: int,
+    channel: Channel,
+    min_samples: int,
+    reject_silent: bool,
+    decode: bool,
+) -> tuple[str | None, int | None]:
+    """``(reason or None, file rate or None)`` for one clip; a missing channel raises."""
+    problem, info = _header(record.path)
+    if problem is not None:
+        return problem, None
+    if channel != "mean" and channel >= info.channels:
+        raise channel_error(record.path, channel, info.channels)
+    rate = int(info.samplerate)
+    if min_samples and math.ceil(info.frames * sample_rate / rate) < min_samples:
+        seconds, wanted = info.frames / rate, min_samples / sample_rate
+        return f"too short: {seconds:.2f} s < {wanted:.2f} s", rate
+    if decode:
+        return _sample_problem(str(record.path), info, channel, reject_silent), rate
+    return None, rate
+
+
+def screen_clips(
+    records: Iterable[ClipRecord],
+    sample_rate: int = 16000,
+    channel: Channel = 0,
+    *,
+    min_samples: int = 0,
+    reject_silent: bool = True,
+    decode: bool = True,
+    progress: bool = True,
+) -> ScreenResult:
+    """Check every clip once and say why each bad one is bad.
+
+    Rejected (with a reason): unreadable, zero-length, truncated or non-audio files; clips
+    shorter than ``min_samples`` (counted at ``sample_rate``); and, when ``decode`` (each
+    clip is read once at its own rate, never resampled), NaN/Inf samples, a peak above
+    :data:`MAX_PEAK` (not audio: it would overflow the float32 STFT) and, when
+    ``reject_silent`` (training clips), all-zero clips. A ``channel`` index beyond a file's
+    channels raises :class:`AudioDecodeError` at once. ``progress``: a tqdm bar (shown on a
+    terminal) when there are many clips.
+
+    >>> result = screen_clips(manifest, min_samples=16000)  # doctest: +SKIP
+    >>> if result.rejected: warnings.warn(result.describe("training clips"))  # doctest: +SKIP
+    """
+    check_channel(channel)
+    records = list(records)
+    show = progress and len(records) >= PROGRESS_MIN_CLIPS
+    good: list[ClipRecord] = []
+    rejected: list[Rejected] = []
+    rates: set[int] = set()
+    bar = tqdm(
+        records, desc="screening clips", unit="clip", leave=False, disable=None if show else True
+    )
+    for record in bar:
+        reason, rate = _screen_one(record, sample_rate, channel, min_samples, reject_silent, decode)
+        if reason is None:
+            good.append(record)
+            rates.add(rate)
+        else:
+            rejected.append(Rejected(record, reason))
+    return ScreenResult(Manifest(good), rejected, rates)
+
+
 def validate_clips(
     manifest: Manifest | Iterable[ClipRecord],
     sample_rate: int = 16000,
@@ -159,41 +289,36 @@ def validate_clips(
 ) -> Manifest:
     """Check every clip's header up front; return the manifest without the bad clips.
 
+    Deprecated: :func:`screen_clips` (``decode=False``) with this function's messages.
     Bad clips (corrupt, truncated, zero-length, not audio) are skipped with ONE warning
     listing them, or raise :class:`AudioDecodeError` when ``strict``. Clips whose rate
     differs from ``sample_rate`` get one warning naming the rates (they are resampled on
     load). A ``channel`` index beyond a file's channels always raises.
     """
-    if channel is not None:
-        check_channel(channel)
-    good: list[ClipRecord] = []
-    bad: list[str] = []
-    rates: set[int] = set()
-    for record in manifest:
-        problem, info = _header(record.path)  # one header read per clip
-        if problem is not None:
-            bad.append(f"{record.path}: {problem}")
-            continue
-        if isinstance(channel, int) and channel >= info.channels:
-            raise channel_error(record.path, channel, info.channels)
-        rates.add(int(info.samplerate))
-        good.append(record)
-    if bad:
-        listing = "\n  ".join(bad)
-        message = f"{len(bad)} unreadable clip(s)"
+    result = screen_clips(
+        manifest, sample_rate, "mean" if channel is None else channel, decode=False, progress=False
+    )
+    if result.rejected:
+        listing = "\n  ".join(f"{r.record.path}: {r.reason}" for r in result.rejected)
+        message = f"{len(result.rejected)} unreadable clip(s)"
         if strict:
             raise AudioDecodeError(f"{message}:\n  {listing}")
         warnings.warn(f"skipping {message}:\n  {listing}", stacklevel=2)
-    if rates - {sample_rate}:
-        names = ", ".join(str(r) for r in sorted(rates))
+    if result.rates - {sample_rate}:
+        names = ", ".join(str(r) for r in sorted(result.rates))
         warnings.warn(
             f"clips have sample rates {names} Hz; they will be resampled to {sample_rate} Hz",
             stacklevel=2,
         )
-    return Manifest(good)
+    return result.good
 
 
 def clip_num_samples(path: str | Path, sample_rate: int = 16000) -> int:
     """A clip's length in samples at ``sample_rate`` (from its header)."""
     info = sf.info(str(path))
     return math.ceil(info.frames * sample_rate / info.samplerate)
+
+
+def clip_lengths(records: Iterable[ClipRecord], sample_rate: int = 16000) -> list[int]:
+    """Every clip's length in samples at ``sample_rate`` (from its header)."""
+    return [clip_num_samples(record.path, sample_rate) for record in records]

@@ -1,6 +1,7 @@
 """Build a :class:`Manifest` from a dataset folder: raw MIMII, DCASE 2020, DCASE 2021-2025.
 
-Each reader matches the tail of every ``*.wav`` path under the root against its layout's
+Each reader matches the tail of every ``*.wav`` path under the root (found by
+:func:`aad.data.files.walk_wav_files`, symlinked folders followed) against its layout's
 naming scheme, so the root may be the dataset folder or any folder above the type folders.
 ``read_manifest(root, layout="auto")`` picks the layout whose scheme matches the most files.
 """
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from aad.data.files import WalkResult, walk_wav_files
 from aad.data.manifest import ClipRecord, Manifest
 from aad.data.splits import mimii_split
 
@@ -46,22 +48,25 @@ class LayoutNotRecognisedError(ValueError):
     """No known layout matches the files under the root."""
 
 
-def _wav_files(root: Path) -> list[Path]:
-    """Every ``*.wav`` under root (case-insensitive), sorted; hidden files are ignored."""
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() == ".wav" and not p.name.startswith(".") and p.is_file()
-    )
-
-
-def _check_root(root: str | Path) -> Path:
+def _check_root(root: str | Path) -> tuple[Path, WalkResult]:
+    """The absolute root and what :func:`walk_wav_files` finds under it."""
     path = Path(root).expanduser().absolute()
     if not path.is_dir():
         raise DatasetNotFoundError(f"dataset root {path} does not exist (or is not a folder)")
-    if not any(p.is_file() for p in path.rglob("*")):
+    walk = walk_wav_files(path)
+    if not (walk.files or walk.skipped or walk.other_files):
         raise DatasetNotFoundError(f"dataset root {path} is empty")
-    return path
+    return path, walk
+
+
+def _listing(lines: list[str], limit: int = 20) -> str:
+    more = f"\n  ... and {len(lines) - limit} more" if len(lines) > limit else ""
+    return "\n  " + "\n  ".join(lines[:limit]) + more
+
+
+def _skipped_message(path: Path, walk: WalkResult) -> str:
+    lines = [f"{p}: {reason}" for p, reason in walk.skipped]
+    return f"{len(lines)} path(s) under {path} are not readable clips:{_listing(lines)}"
 
 
 # --------------------------------------------------------------------------- MIMII
@@ -239,25 +244,27 @@ def _canonical(layout: str) -> str:
     return name
 
 
-def _not_recognised(root: Path, tried: list[str], files: list[Path]) -> LayoutNotRecognisedError:
+def _not_recognised(root: Path, tried: list[str], walk: WalkResult) -> LayoutNotRecognisedError:
     lines = "\n".join(f"  {name}: e.g. {LAYOUT_EXAMPLES[name]}" for name in tried)
+    files = walk.files
     sample = f" (first file: {files[0].relative_to(root)})" if files else " (no .wav files)"
+    skipped = f"\n{_skipped_message(root, walk)}" if walk.skipped else ""
     return LayoutNotRecognisedError(
-        f"no known layout matches the files under {root}{sample}; tried:\n{lines}"
+        f"no known layout matches the files under {root}{sample}; tried:\n{lines}{skipped}"
     )
 
 
 def detect_layout(root: str | Path) -> str:
     """The layout whose naming scheme matches the most ``*.wav`` files under ``root``."""
-    path = _check_root(root)
-    return _detect(path, _wav_files(path))
+    path, walk = _check_root(root)
+    return _detect(path, walk)
 
 
-def _detect(root: Path, files: list[Path]) -> str:
-    counts = {name: sum(PARSERS[name](f) is not None for f in files) for name in LAYOUTS}
+def _detect(root: Path, walk: WalkResult) -> str:
+    counts = {name: sum(PARSERS[name](f) is not None for f in walk.files) for name in LAYOUTS}
     best = max(LAYOUTS, key=lambda name: counts[name])
     if counts[best] == 0:
-        raise _not_recognised(root, list(LAYOUTS), files)
+        raise _not_recognised(root, list(LAYOUTS), walk)
     return best
 
 
@@ -274,13 +281,15 @@ def read_manifest(
     ``layout``: ``"auto"``, ``"mimii"``, ``"dcase2020"``, ``"dcase2021"`` or ``"toyadmos2"``
     (the DCASE 2021 reader, dataset named ``toyadmos2``). ``seed`` drives the MIMII split;
     ``snr`` keeps one MIMII SNR folder (ignored by the other layouts). WAV files that do
-    not fit the layout are skipped with one warning, or raise when ``strict``.
+    not fit the layout, and paths that cannot be read as clips (dangling symlinks, symlink
+    loops, a folder named ``x.wav``: see :func:`aad.data.files.walk_wav_files`, which follows
+    symlinked folders), are skipped with one warning naming each, or raise when ``strict``.
     """
-    path = _check_root(root)
+    path, walk = _check_root(root)
     name = _canonical(layout)
-    files = _wav_files(path)
+    files = walk.files
     if name == "auto":
-        name = _detect(path, files)
+        name = _detect(path, walk)
     if name == "mimii":
         records, unmatched = read_mimii(files, seed=seed, snr=snr)
     elif name == "dcase2021":
@@ -290,14 +299,20 @@ def read_manifest(
     else:
         records, unmatched = _parse_all(files, PARSERS[name])
     if not records:
-        raise _not_recognised(path, [name], files)
+        raise _not_recognised(path, [name], walk)
+    sections = []
     if unmatched:
-        listing = "\n  ".join(str(p) for p in unmatched[:20])
-        more = f"\n  ... and {len(unmatched) - 20} more" if len(unmatched) > 20 else ""
-        message = f"{len(unmatched)} .wav file(s) under {path} do not match layout {name!r}"
+        sections.append(
+            f"{len(unmatched)} .wav file(s) under {path} do not match layout {name!r}:"
+            + _listing([str(p) for p in unmatched])
+        )
+    if walk.skipped:
+        sections.append(_skipped_message(path, walk))
+    if sections:
+        message = "\n".join(sections)
         if strict:
-            raise LayoutNotRecognisedError(f"{message}:\n  {listing}{more}")
-        warnings.warn(f"skipping {message}:\n  {listing}{more}", stacklevel=2)
+            raise LayoutNotRecognisedError(message)
+        warnings.warn(f"skipping {message}", stacklevel=2)
     return Manifest(records)
 
 

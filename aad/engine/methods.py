@@ -97,6 +97,7 @@ class ModelMethod:
     batch_size: int | None = None
     ckpt_path: str | None = None
     device: str = "auto"
+    run_dir: str | None = None
 
     def bind(self, data: MachineSoundDataModule) -> MachineSoundDataModule:
         """The group's data at this model's sample rate (and batch size)."""
@@ -111,6 +112,7 @@ class ModelMethod:
         if self.trainer is None:
             return
         fit_model(self.module, self.bind(data), self.trainer, ckpt_path=self.ckpt_path)
+        self.run_dir = self.trainer.log_dir  # a collective under DDP: every rank asks here
 
     def score(self, data: MachineSoundDataModule, records: Sequence[ClipRecord]) -> np.ndarray:
         bound = self.bind(data)
@@ -123,10 +125,6 @@ class ModelMethod:
     @property
     def threshold(self) -> float:
         return float(self.module.threshold)
-
-    @property
-    def run_dir(self) -> str | None:
-        return self.trainer.log_dir if self.trainer is not None else None
 
     def describe(self) -> str:
         return f"{type(self.module).__name__} (score {self.module.score_name})"

@@ -11,10 +11,13 @@ import soundfile as sf
 import torch
 
 from aad.data.audio import (
+    MAX_PEAK,
     AudioDecodeError,
+    clip_lengths,
     clip_problem,
     load_waveform,
     pad_or_crop,
+    screen_clips,
     validate_clips,
 )
 from aad.data.manifest import ClipRecord, Manifest
@@ -126,9 +129,10 @@ def test_nan_and_inf_raise_naming_clip_and_count(tmp_path: Path) -> None:
         load_waveform(path)
 
 
-def test_silence_warns_and_stays_finite(tmp_path: Path) -> None:
+def test_silence_loads_without_a_warning_per_clip(tmp_path: Path) -> None:
     path = _write(tmp_path / "quiet.wav", np.zeros(800, dtype=np.float32), subtype="PCM_16")
-    with pytest.warns(UserWarning, match=r"quiet\.wav is silent"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # screen_clips reports silence once, not every load
         waveform = load_waveform(path)
     assert torch.isfinite(waveform).all() and not waveform.any()
 
@@ -193,3 +197,110 @@ def test_validate_reads_each_header_once(
     kept = validate_clips([_record(tone), _record(other)], 16000, channel=0)
     assert len(kept) == 2
     assert sorted(calls) == sorted([str(tone), str(other)])  # not twice per clip
+
+
+# ------------------------------------------------------------------ screening
+def _tone(seconds: float, sr: int = 16000, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(round(seconds * sr))) / sr
+    return (amplitude * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+@pytest.fixture()
+def screened(tmp_path: Path, bad_files: dict) -> dict[str, Path]:
+    """One good clip and one clip per way of being bad, with the reason each must get."""
+    nan = _tone(1.0)
+    nan[[3, 10]] = np.nan
+    nan[50] = np.inf
+    return {
+        "good": _write(tmp_path / "fine.wav", _tone(1.0), subtype="PCM_16"),
+        "silent": _write(tmp_path / "silent.wav", np.zeros(16000, np.float32), subtype="PCM_16"),
+        "short": _write(tmp_path / "short.wav", _tone(0.1), subtype="PCM_16"),
+        "nan": _write(tmp_path / "nan.wav", nan, subtype="FLOAT"),
+        "huge": _write(tmp_path / "huge.wav", _tone(1.0) * np.float32(1e20), subtype="FLOAT"),
+        "truncated": bad_files["truncated"],
+        "zero_length": bad_files["zero_length"],
+        "not_audio": bad_files["not_audio"],
+    }
+
+
+SCREEN_REASONS = {
+    "silent": "silent (all samples zero)",
+    "short": "too short: 0.10 s < 0.50 s",
+    "nan": "3 NaN/Inf samples",
+    "huge": "peak 5e+19: not audio in [-1, 1]",
+    "truncated": "truncated (data chunk shorter than its header says)",
+    "zero_length": "zero-length file",
+    "not_audio": "not readable audio",  # followed by soundfile's own words
+}
+
+
+def test_screen_names_why_each_bad_clip_is_bad(screened: dict[str, Path]) -> None:
+    result = screen_clips([_record(p) for p in screened.values()], 16000, min_samples=8000)
+    assert [Path(r.path).name for r in result.good] == ["fine.wav"]
+    reasons = {Path(r.record.path).name: r.reason for r in result.rejected}
+    assert len(reasons) == len(SCREEN_REASONS)
+    for name, reason in SCREEN_REASONS.items():
+        assert reasons[screened[name].name].startswith(reason), name
+    assert result.rates == {16000}
+    lines = result.describe("training clips").splitlines()
+    assert lines[0] == "training clips: 7 clip(s) skipped:"
+    assert f"  {screened['silent']}: silent (all samples zero)" in lines
+    assert len(lines) == 8
+
+
+def test_screen_keeps_silence_for_test_clips_and_checks_only_headers_fast(
+    screened: dict[str, Path],
+) -> None:
+    records = [_record(screened[name]) for name in ("good", "silent", "nan", "huge", "truncated")]
+    kept = screen_clips(records, reject_silent=False).good
+    assert [Path(r.path).name for r in kept] == ["fine.wav", "silent.wav"]
+    header_only = screen_clips(records, decode=False)
+    assert [Path(r.path).name for r in header_only.good] == [
+        "fine.wav", "silent.wav", "nan.wav", "huge.wav",
+    ]  # fmt: skip
+    assert [r.reason[:9] for r in header_only.rejected] == ["truncated"]
+
+
+def test_screen_peak_limit_and_length_at_the_target_rate(tmp_path: Path) -> None:
+    loud = _write(tmp_path / "loud.wav", np.full(16000, MAX_PEAK, np.float32), subtype="FLOAT")
+    louder = _write(
+        tmp_path / "louder.wav", np.full(16000, 2 * MAX_PEAK, np.float32), subtype="FLOAT"
+    )
+    slow = _write(tmp_path / "slow.wav", _tone(0.5, sr=8000), 8000, subtype="PCM_16")
+    result = screen_clips([_record(p) for p in (loud, louder, slow)], 16000, min_samples=8000)
+    assert [Path(r.path).name for r in result.good] == ["loud.wav", "slow.wav"]
+    assert result.rejected[0].reason == "peak 2e+04: not audio in [-1, 1]"
+    assert result.rates == {16000, 8000}
+    short = screen_clips([_record(slow)], 16000, min_samples=8001).rejected
+    assert [r.reason for r in short] == ["too short: 0.50 s < 0.50 s"]
+    assert clip_lengths([_record(slow), _record(loud)], 16000) == [8000, 16000]
+
+
+def test_screen_reads_the_requested_channel(tmp_path: Path) -> None:
+    data = np.zeros((1600, 2), np.float32)
+    data[:, 1] = 0.25
+    path = _write(tmp_path / "two.wav", data, subtype="PCM_16")
+    assert len(screen_clips([_record(path)], channel=0).rejected) == 1  # channel 0 is silent
+    assert len(screen_clips([_record(path)], channel=1).good) == 1
+    assert len(screen_clips([_record(path)], channel="mean").good) == 1
+    with pytest.raises(AudioDecodeError, match=r"two\.wav: channel 2 requested but the file has 2"):
+        screen_clips([_record(path)], channel=2)
+    with pytest.raises(ValueError, match="non-negative int or 'mean'"):
+        screen_clips([_record(path)], channel=-1)
+
+
+def test_screen_decodes_each_clip_once(
+    screened: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_read = sf.read
+
+    def counting_read(path, *args, **kwargs):
+        calls.append(str(path))
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(sf, "read", counting_read)
+    names = ("good", "silent", "nan", "huge")
+    result = screen_clips([_record(screened[n]) for n in names], progress=False)
+    assert len(result.good) == 1
+    assert sorted(calls) == sorted(str(screened[n]) for n in names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -221,6 +222,47 @@ def test_stray_wav_warns_or_raises_under_strict(tmp_path: Path) -> None:
         assert len(read_manifest(tmp_path)) == 1
     with pytest.raises(LayoutNotRecognisedError, match=r"notes\.wav"):
         read_manifest(tmp_path, strict=True)
+
+
+def test_symlinked_type_folder_is_read(tmp_path: Path) -> None:
+    root = tmp_path / "dev_data"
+    _write_clip(root / "fan" / "train" / "normal_id_00_00000000.wav")
+    _write_clip(tmp_path / "other_disk" / "valve" / "train" / "normal_id_00_00000000.wav")
+    (root / "valve").symlink_to(tmp_path / "other_disk" / "valve", target_is_directory=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to skip
+        manifest = read_manifest(root)
+    assert manifest.machine_types == ["fan", "valve"]
+    assert str(root / "valve" / "train") in manifest.filter(machine_type="valve")[0].path
+
+
+def test_bad_paths_are_named_in_the_one_warning_or_raise_under_strict(tmp_path: Path) -> None:
+    train = tmp_path / "fan" / "train"
+    _write_clip(train / "normal_id_00_00000000.wav")
+    _write_clip(train / "notes.wav")
+    (train / "normal_id_00_00000001.wav").symlink_to(tmp_path / "moved.wav")  # dangling
+    (train / "loop").symlink_to(tmp_path, target_is_directory=True)
+    (train / "normal_id_00_00000002.wav").mkdir()  # a folder named like a clip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manifest = read_manifest(tmp_path)
+    assert [Path(r.path).name for r in manifest] == ["normal_id_00_00000000.wav"]
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("skipping 1 .wav file(s) under")
+    assert "notes.wav" in message and "3 path(s) under" in message
+    assert f"{train / 'normal_id_00_00000001.wav'}: dangling symlink" in message
+    assert f"{train / 'loop'}: symlink loop" in message
+    assert f"{train / 'normal_id_00_00000002.wav'}: not a regular file (directory named" in message
+    with pytest.raises(LayoutNotRecognisedError, match=r"(?s)notes\.wav.*dangling symlink"):
+        read_manifest(tmp_path, strict=True)
+
+
+def test_only_dangling_links_name_them_in_the_error(tmp_path: Path) -> None:
+    (tmp_path / "fan" / "train").mkdir(parents=True)
+    (tmp_path / "fan" / "train" / "normal_id_00_00000000.wav").symlink_to(tmp_path / "gone.wav")
+    with pytest.raises(LayoutNotRecognisedError, match=r"(?s)no \.wav files.*dangling symlink"):
+        read_manifest(tmp_path)
 
 
 # ------------------------------------------------------------------ real clips
