@@ -77,6 +77,8 @@ def predict_files(
     module.to(resolve_device(device))
     channel, min_samples = clip_loading(module, checkpoint, overrides or {})
     found = collect_wav_files(inputs)
+    if not found.files and not found.skipped:
+        raise FileNotFoundError(f"no .wav files in {', '.join(map(str, inputs))}")
     records = [ClipRecord(str(p), "files", "unknown", "", "test", "unknown") for p in found.files]
     screen = screen_clips(
         records,

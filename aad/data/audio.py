@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import struct
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,38 +278,6 @@ def screen_clips(
         else:
             rejected.append(Rejected(record, reason))
     return ScreenResult(Manifest(good), rejected, rates)
-
-
-def validate_clips(
-    manifest: Manifest | Iterable[ClipRecord],
-    sample_rate: int = 16000,
-    strict: bool = False,
-    channel: Channel | None = None,
-) -> Manifest:
-    """Check every clip's header up front; return the manifest without the bad clips.
-
-    Deprecated: :func:`screen_clips` (``decode=False``) with this function's messages.
-    Bad clips (corrupt, truncated, zero-length, not audio) are skipped with ONE warning
-    listing them, or raise :class:`AudioDecodeError` when ``strict``. Clips whose rate
-    differs from ``sample_rate`` get one warning naming the rates (they are resampled on
-    load). A ``channel`` index beyond a file's channels always raises.
-    """
-    result = screen_clips(
-        manifest, sample_rate, "mean" if channel is None else channel, decode=False, progress=False
-    )
-    if result.rejected:
-        listing = "\n  ".join(f"{r.record.path}: {r.reason}" for r in result.rejected)
-        message = f"{len(result.rejected)} unreadable clip(s)"
-        if strict:
-            raise AudioDecodeError(f"{message}:\n  {listing}")
-        warnings.warn(f"skipping {message}:\n  {listing}", stacklevel=2)
-    if result.rates - {sample_rate}:
-        names = ", ".join(str(r) for r in sorted(result.rates))
-        warnings.warn(
-            f"clips have sample rates {names} Hz; they will be resampled to {sample_rate} Hz",
-            stacklevel=2,
-        )
-    return result.good
 
 
 def clip_num_samples(path: str | Path, sample_rate: int = 16000) -> int:

@@ -18,7 +18,6 @@ from aad.data.audio import (
     load_waveform,
     pad_or_crop,
     screen_clips,
-    validate_clips,
 )
 from aad.data.manifest import ClipRecord, Manifest
 
@@ -104,7 +103,7 @@ def test_channel_beyond_file_names_file_and_count(eight_channels: Path) -> None:
     with pytest.raises(AudioDecodeError, match=r"mc\.wav: channel 8 requested but the file has 8"):
         load_waveform(eight_channels, channel=8)
     with pytest.raises(AudioDecodeError, match="has 8 channel"):
-        validate_clips([_record(eight_channels)], channel=8)
+        screen_clips([_record(eight_channels)], channel=8)
     with pytest.raises(ValueError, match="non-negative int or 'mean'"):
         load_waveform(eight_channels, channel="left")
 
@@ -153,36 +152,23 @@ def test_clip_problem_names_each_kind(bad_files: dict) -> None:
     assert clip_problem(bad_files["header_only"]).startswith("not readable audio")
 
 
-def test_validate_skips_bad_files_with_one_warning(bad_files: dict) -> None:
+def test_screen_names_every_bad_header_in_one_message(bad_files: dict) -> None:
     manifest = Manifest(_record(p) for p in bad_files.values())
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        kept = validate_clips(manifest, 16000)
-    assert [Path(r.path).name for r in kept] == ["good.wav"]
-    assert len(caught) == 1
-    message = str(caught[0].message)
-    assert message.startswith("skipping 4 unreadable clip(s)")
+    result = screen_clips(manifest, 16000, decode=False, progress=False)
+    assert [Path(r.path).name for r in result.good] == ["good.wav"]
+    message = result.describe("training clips")
+    assert message.startswith("training clips: 4 clip(s) skipped:")
     for name in ("truncated.wav", "zero_length.wav", "not_audio.wav", "header_only.wav"):
         assert name in message
 
 
-def test_validate_strict_raises(bad_files: dict) -> None:
-    manifest = Manifest([_record(bad_files["good"]), _record(bad_files["truncated"])])
-    with pytest.raises(AudioDecodeError, match=r"1 unreadable clip\(s\):\n.*truncated\.wav"):
-        validate_clips(manifest, 16000, strict=True)
-
-
-def test_validate_warns_once_about_mixed_rates(tmp_path: Path, tone: Path) -> None:
+def test_screen_reports_the_sample_rates_seen(tmp_path: Path, tone: Path) -> None:
     other = _write(tmp_path / "r22.wav", np.full(2205, 0.1, dtype=np.float32), 22050)
-    with pytest.warns(UserWarning, match=r"sample rates 16000, 22050 Hz; .* resampled to 16000"):
-        kept = validate_clips([_record(tone), _record(other)], 16000)
-    assert len(kept) == 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # all at the target rate: no warning at all
-        assert len(validate_clips([_record(tone)], 16000)) == 1
+    result = screen_clips([_record(tone), _record(other)], 16000, progress=False)
+    assert len(result.good) == 2 and result.rates == {16000, 22050}
 
 
-def test_validate_reads_each_header_once(
+def test_header_screening_reads_each_header_once(
     tmp_path: Path, tone: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     other = _write(tmp_path / "other.wav", np.full(1600, 0.1, dtype=np.float32))
@@ -194,8 +180,8 @@ def test_validate_reads_each_header_once(
         return real_info(path, *args, **kwargs)
 
     monkeypatch.setattr(sf, "info", counting_info)
-    kept = validate_clips([_record(tone), _record(other)], 16000, channel=0)
-    assert len(kept) == 2
+    kept = screen_clips([_record(tone), _record(other)], 16000, decode=False, progress=False)
+    assert len(kept.good) == 2
     assert sorted(calls) == sorted([str(tone), str(other)])  # not twice per clip
 
 
