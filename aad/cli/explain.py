@@ -13,10 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from aad.checkpoints import load_module
-from aad.cli.predict import clip_loading, score_clip
+from aad.cli.predict import load_for_clips, score_clip
 from aad.data.audio import load_waveform
-from aad.embeddings import resolve_device
 from aad.features import FeatureExtractor
 from aad.report.plots import plot_explanation
 
@@ -31,9 +29,7 @@ def explain_clips(
     device: str = "auto",
 ) -> pd.DataFrame:
     """Explain each clip; returns one row per clip (path, score, decision)."""
-    module, checkpoint = load_module(path)
-    module.to(resolve_device(device))
-    channel, _ = clip_loading(module, checkpoint, overrides or {})
+    module, channel, _ = load_for_clips(path, overrides or {}, device)
     spectrogram = FeatureExtractor({**SPECTROGRAM, "sample_rate": module.sample_rate})
     threshold = float(module.threshold)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -43,12 +43,17 @@ def predict_parser() -> ArgumentParser:
     return parser
 
 
-def clip_loading(module: AnomalyModule, checkpoint: dict[str, Any], overrides: dict[str, Any]):
-    """``(channel, min_samples)`` for loose clips, as the training data loaded them."""
+def load_for_clips(
+    path: Path, overrides: dict[str, Any], device: str = "auto"
+) -> tuple[AnomalyModule, int | str, int]:
+    """The checkpoint's module on ``device``, and how to load loose clips as its training data
+    loaded them: ``(module, channel, min_samples)``."""
+    module, checkpoint = load_module(path)
+    module.to(resolve_device(device))
     data = data_config(checkpoint, overrides)
     seconds = data.get("clip_seconds")
     minimum = int(seconds * module.sample_rate * MIN_CLIP_FRACTION) if seconds else 0
-    return data.get("channel", 0), max(minimum, module.features.min_samples())
+    return module, data.get("channel", 0), max(minimum, module.features.min_samples())
 
 
 def score_clip(module: AnomalyModule, path: str | Path, channel: int | str) -> ScoreOutput:
@@ -73,9 +78,7 @@ def predict_files(
     device: str = "auto",
 ) -> pd.DataFrame:
     """Score every WAV file of ``inputs`` with one checkpoint; write ``predictions.csv``."""
-    module, checkpoint = load_module(path)
-    module.to(resolve_device(device))
-    channel, min_samples = clip_loading(module, checkpoint, overrides or {})
+    module, channel, min_samples = load_for_clips(path, overrides or {}, device)
     found = collect_wav_files(inputs)
     if not found.files and not found.skipped:
         raise FileNotFoundError(f"no .wav files in {', '.join(map(str, inputs))}")
