@@ -151,7 +151,7 @@ def test_other_sample_rate_is_resampled(run: Path, synthetic_root: Path, tmp_pat
     root = tmp_path / "rate"
     (root / "fan" / "test").mkdir(parents=True)
     for clip in (
-        sorted((synthetic_root / "fan" / "test").glob("*_id_00_*.wav"))[:4]
+        sorted((synthetic_root / "fan" / "test").glob("normal_id_00_*.wav"))[:4]
         + sorted((synthetic_root / "fan" / "test").glob("anomaly_id_00_*.wav"))[:2]
     ):
         audio, rate = sf.read(clip, dtype="float32")
