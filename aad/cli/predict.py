@@ -126,8 +126,25 @@ def predict_files(
     return table
 
 
+def files_last(argv: list[str]) -> list[str]:
+    """``argv`` with the positional files moved after the options (every option of predict
+    takes a value), so files may come before, between or after options."""
+    options, files, expects_value = [], [], False
+    for token in argv:
+        if expects_value:
+            options.append(token)
+            expects_value = False
+        elif token.startswith("--"):
+            options.append(token)
+            expects_value = "=" not in token
+        else:
+            files.append(token)
+    return [*options, *files]
+
+
 def main(argv: list[str]) -> pd.DataFrame:
     parser = predict_parser()
+    argv = files_last(argv)
     args = parser.parse_args(argv)
     given = parser.parse_args(argv, defaults=False).get("data")
     if args.torch_threads:

@@ -198,11 +198,12 @@ def _sample_problem(path: str, info: Any, channel: Channel, reject_silent: bool)
         return f"cannot decode ({err})"
     if data.shape[0] < info.frames:
         return f"truncated (decoded {data.shape[0]} of {info.frames} frames)"
+    floating = data.dtype.kind == "f"  # integer PCM is always finite and within full scale
     if channel == "mean":
         mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     else:
         mono = data[:, channel]
-    if mono.dtype.kind == "f":
+    if floating:
         finite = np.isfinite(mono)
         bad = mono.size - int(np.count_nonzero(finite))
         if bad:

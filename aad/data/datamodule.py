@@ -9,7 +9,6 @@ are computed on the device.
 
 from __future__ import annotations
 
-import copy
 import statistics
 import warnings
 from collections.abc import Sequence
@@ -210,9 +209,12 @@ class MachineSoundDataModule(L.LightningDataModule):
     def _screen(self, groups: list[Group]) -> list[Group]:
         fitting = {r.path: r for g in groups for r in [*g.train, *g.val]}
         testing = {r.path: r for g in groups for r in g.test if r.path not in fitting}
-        length = clip_length(
-            self.clip_seconds, self.sample_rate, [*fitting.values(), *testing.values()]
-        )
+        records = [*fitting.values(), *testing.values()]
+        if self.clip_seconds is None:  # the median length of the clips whose header reads
+            records = screen_clips(
+                records, self.sample_rate, self.channel, decode=False, progress=False
+            ).good.records
+        length = clip_length(self.clip_seconds, self.sample_rate, records)
         minimum = int(length * MIN_CLIP_FRACTION)
         screens = [
             screen_clips(
@@ -263,21 +265,21 @@ class MachineSoundDataModule(L.LightningDataModule):
         ]
 
     def for_group(self, group: Group, sample_rate: int | None = None) -> MachineSoundDataModule:
-        """This DataModule bound to one group (at ``sample_rate``, e.g. a model's own rate)."""
-        bound = copy.copy(self)
+        """A new DataModule bound to one group (at ``sample_rate``, e.g. a model's own rate);
+        its hparams (written into checkpoints) name the group's machine type and id."""
         rate = sample_rate or self.sample_rate
-        bound.save_hyperparameters(
-            {
+        bound = MachineSoundDataModule(
+            **{
                 **self.hparams,
                 "machine_type": group.machine_type,
                 "machine_id": group.machine_id,
                 "sample_rate": rate,
-            },
-            logger=False,
+            }
         )
-        bound.group, bound._groups, bound.sample_rate = group, [group], rate
+        bound.batch_size, bound.num_workers = self.batch_size, self.num_workers
+        bound.group, bound._groups = group, [group]
         records = [*group.train, *group.test] or group.val
-        bound.num_samples = clip_length(bound.clip_seconds, bound.sample_rate, records)
+        bound.num_samples = clip_length(bound.clip_seconds, rate, records)
         return bound
 
     def setup(self, stage: str | None = None) -> None:

@@ -13,8 +13,22 @@ import torch
 import aad.embeddings as embeddings
 from aad.data.audio import load_waveform
 from aad.data.manifest import ClipRecord
-from aad.embeddings import compute_embeddings, embedding_signature
+from aad.embeddings import (
+    DEFAULT_FEATURES,
+    EmbeddingConfig,
+    compute_embeddings,
+    embedding_signature,
+)
 from aad.features import FeatureConfig, FeatureExtractor, clip_embedding
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Feature extraction on small batches runs fastest on one thread on this 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +145,36 @@ def test_latent_cache_is_keyed_by_the_module_hyperparameters(records, tmp_path):
         expected = modules[1].encode(modules[1].prepare_features(waveform)).numpy()
     np.testing.assert_allclose(results[1], expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(results[0], results[1])
+
+
+def test_a_corrupt_cache_entry_is_named_deleted_and_recomputed(records, tmp_path):
+    config = {"features": ["mel"]}
+    first = np.array(compute_embeddings(records, config, device="cpu", cache_dir=tmp_path))
+    (entry,) = (tmp_path / "embeddings").glob("*.npy")
+    entry.write_bytes(b"\x93NUMPY garbage")
+    with pytest.warns(UserWarning, match=f"corrupt embedding cache entry {entry} .*recomputing"):
+        again = compute_embeddings(records, config, device="cpu", cache_dir=tmp_path)
+    np.testing.assert_array_equal(again, first)
+    assert np.array_equal(np.load(entry), first)  # rewritten whole
+    np.save(entry, np.full_like(first, np.nan))  # readable, but not embeddings
+    with pytest.warns(UserWarning, match="non-finite values"):
+        np.testing.assert_array_equal(
+            compute_embeddings(records, config, device="cpu", cache_dir=tmp_path), first
+        )
+
+
+def test_embedding_config_is_the_one_home_of_the_defaults():
+    config = EmbeddingConfig()
+    assert config.features == DEFAULT_FEATURES and config.features is not DEFAULT_FEATURES
+    assert (config.mode, config.stats, config.batch_size, config.cache_dir) == (
+        "pooled", ["mean", "std"], 32, ".cache/aad")  # fmt: skip
+    assert EmbeddingConfig(mode="flatten", stats=[]).mode == "flatten"  # flatten needs no stats
+    for kwargs, message in (
+        ({"mode": "stacked"}, "embedding.mode must be one of"),
+        ({"stats": []}, "embedding.stats must be a non-empty list"),
+        ({"stats": ["mean", "mode"]}, "embedding.stats must be a non-empty list"),
+        ({"batch_size": 0}, "embedding.batch_size must be >= 1"),
+        ({"features": {"features": ["pitch"]}}, "each must be one of"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            EmbeddingConfig(**kwargs)

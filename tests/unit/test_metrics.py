@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import hmean
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, precision_score, roc_auc_score
 
-from aad.metrics import binary_metrics, harmonic_mean, metrics_table, to_markdown
+from aad.metrics import binary_metrics, decision_metrics, harmonic_mean, metrics_table, to_markdown
 
 
 def _scores(seed: int = 0, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -74,3 +74,35 @@ def test_domain_aucs_pair_each_domains_normals_with_every_anomaly() -> None:
     assert row["pauc"] == pytest.approx(roc_auc_score(labels, scores, max_fpr=0.1))
     no_domains = metrics_table(frame.assign(domain=""))
     assert "auc_source" not in no_domains.columns
+
+
+def test_decision_metrics_match_sklearn_and_are_nan_when_undefined() -> None:
+    labels = np.array([0, 0, 1, 1, 1, -1])
+    decisions = np.array([1, 0, 1, 0, 1, 1])
+    result = decision_metrics(labels, decisions)
+    assert result["precision"] == pytest.approx(precision_score(labels[:5], decisions[:5]))
+    assert result["recall"] == pytest.approx(2 / 3)
+    assert result["f1"] == pytest.approx(f1_score(labels[:5], decisions[:5]))
+    no_anomalies = decision_metrics(np.array([0, 0]), np.array([1, 0]))
+    assert all(math.isnan(v) for v in no_anomalies.values())  # never 0
+    nothing_flagged = decision_metrics(np.array([0, 1]), np.array([0, 0]))
+    assert math.isnan(nothing_flagged["precision"]) and nothing_flagged["recall"] == 0.0
+
+
+def test_table_measures_only_scored_clips() -> None:
+    labels, scores = _scores(n=10)
+    frame = pd.DataFrame({"machine_type": "fan", "machine_id": "id_00", "target": labels,
+                          "score": scores, "decision": (scores > 0.6).astype(int),
+                          "status": "ok"})  # fmt: skip
+    broken = frame.iloc[:3].assign(score=math.nan, status="error: truncated", decision=-1)
+    table = metrics_table(pd.concat([frame, broken], ignore_index=True))
+    assert table.iloc[0]["n_normal"] == 10 and table.iloc[0]["auc"] == pytest.approx(
+        roc_auc_score(labels, scores))  # fmt: skip
+    assert table.iloc[0]["precision"] == pytest.approx(
+        precision_score(labels, (scores > 0.6).astype(int)))  # fmt: skip
+    assert metrics_table(broken).empty
+    with pytest.raises(ValueError, match=r"clip_scores lacks columns \['score'\]"):
+        metrics_table(frame.drop(columns="score"))
+    one_class = metrics_table(frame[frame["target"] == 0])
+    assert one_class[["auc", "recall", "f1"]].isna().all().all()
+    assert "| fan | id_00 | 10 | 0 | n/a |" in to_markdown(one_class)
