@@ -304,6 +304,13 @@ class MachineSoundDataModule(L.LightningDataModule):
             )
 
     # ------------------------------------------------------------------ access
+    @property
+    def class_names(self) -> list[str]:
+        """The bound group's training machine ids (``batch["class_index"]`` indexes them)."""
+        if self.group is None:
+            raise RuntimeError("call setup() or for_group() before class_names")
+        return self.group.class_names
+
     def records(self, stage: str) -> list[ClipRecord]:
         """Records of a stage (fit/validate/test/predict), aligned with batch ``index``."""
         if self.group is None:

@@ -53,6 +53,10 @@ class _Chain:
 class AnomalyModule(L.LightningModule):
     """Features + normaliser + score + threshold around a model trained on normal clips.
 
+    ``uses_clip_features``: whether batches get whole-clip features on the device before a
+    step (``batch["features"]``); a model that cuts crops from the waveform first sets it off
+    and computes features itself with :meth:`prepare_features`.
+
     Args:
         features: a (partial) :class:`FeatureConfig` as a nested dict; ``None`` = defaults.
         normalize: standardise features with statistics of the normal training clips.
@@ -61,6 +65,8 @@ class AnomalyModule(L.LightningModule):
         top_k: frames averaged by ``score="topk"``.
         threshold_method, threshold_quantile: see :func:`aad.thresholds.fit_threshold`.
     """
+
+    uses_clip_features: bool = True
 
     def __init__(
         self,
@@ -117,8 +123,9 @@ class AnomalyModule(L.LightningModule):
         """Latent embedding ``(B, L)`` of normalised features ``(B, T, D)``."""
         raise NotImplementedError
 
-    def frame_scores(self, features: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """Per-frame anomaly scores ``(B, T')``: squared error, or its Mahalanobis distance."""
+    def frame_scores(self, features: Any, batch: dict[str, Any]) -> torch.Tensor:
+        """Per-frame anomaly scores ``(B, T')`` of whole-clip ``features`` (None when
+        ``uses_clip_features`` is off): squared error, or its Mahalanobis distance."""
         errors = self.reconstruction_errors(features).float()
         if self.error_covariance is not None:
             return self.error_covariance(errors)
@@ -151,6 +158,8 @@ class AnomalyModule(L.LightningModule):
         return features.float()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if not self.uses_clip_features:
+            return batch
         if isinstance(batch, dict) and "waveform" in batch and "features" not in batch:
             batch["features"] = self.prepare_features(batch["waveform"])
         return batch
@@ -200,10 +209,11 @@ class AnomalyModule(L.LightningModule):
     def score(self, batch: dict[str, Any]) -> ScoreOutput:
         """THE scoring of a batch: frame scores of its features, pooled per clip (float32)."""
         features = batch.get("features")
-        if features is None:
+        if features is None and self.uses_clip_features:
             features = self.prepare_features(batch["waveform"].to(self.device))
-        with torch.no_grad(), torch.autocast(device_type=features.device.type, enabled=False):
-            frames = self.frame_scores(features.float(), batch).float()
+        with torch.no_grad(), torch.autocast(device_type=self.device.type, enabled=False):
+            clip_features = features.float() if features is not None else None
+            frames = self.frame_scores(clip_features, batch).float()
         return ScoreOutput(pool_frames(frames, self.score_name, self.top_k), frames)
 
     def decide(self, clip_scores: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,12 @@ from aad.models.classifier.augment import (
     sliding_crops,
 )
 from aad.models.classifier.scoring import KNNScorer, MahalanobisScorer, class_nll, clip_mean
-from aad.models.classifier.torch_model import ArcFaceHead, MachineClassifier
+from aad.models.classifier.torch_model import (
+    ArcFaceHead,
+    MachineClassifier,
+    arcface_loss,
+    recalibrate_batchnorm,
+)
 
 __all__ = [
     "PSEUDO_CLASS_NAMES",
@@ -22,10 +27,12 @@ __all__ = [
     "MachineClassifier",
     "MahalanobisScorer",
     "PseudoClasses",
+    "arcface_loss",
     "class_nll",
     "clip_mean",
     "crop_starts",
     "mixup",
     "random_crops",
+    "recalibrate_batchnorm",
     "sliding_crops",
 ]
