@@ -78,6 +78,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
         from aad.cli.predict import main as predict_main
 
         return predict_main(argv[1:])
+    if argv[:1] == ["export"]:
+        from aad.cli.export import main as export_main
+
+        export_main(argv[1:])
+        return None
+    if argv[:1] == ["watch"]:
+        from aad.cli.watch import main as watch_main
+
+        return watch_main(argv[1:])
     for i, item in enumerate(argv):
         if item == "--compare" or item.startswith("--compare="):
             from aad.cli.compare import main as compare_main

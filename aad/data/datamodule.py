@@ -268,9 +268,10 @@ class MachineSoundDataModule(L.LightningDataModule):
         """A new DataModule bound to one group (at ``sample_rate``, e.g. a model's own rate);
         its hparams (written into checkpoints) name the group's machine type and id."""
         rate = sample_rate or self.sample_rate
+        own = {k: v for k, v in self.hparams.items() if not str(k).startswith("_")}
         bound = MachineSoundDataModule(
             **{
-                **self.hparams,
+                **own,
                 "machine_type": group.machine_type,
                 "machine_id": group.machine_id,
                 "sample_rate": rate,

@@ -110,9 +110,12 @@ def _fitted(module: AnomalyModule, synthetic_root: Path) -> AnomalyModule:
     module.eval()
     module.normalizer.update(module.features(waves[:8]))
     module.normalizer.finalize()
-    batch = {"waveform": waves[8:], "target": torch.zeros(len(waves) - 8, dtype=torch.long),
-             "index": torch.arange(len(waves) - 8),
-             "domain": torch.zeros(len(waves) - 8, dtype=torch.long)}  # fmt: skip
+    batch = {
+        "waveform": waves[8:],
+        "target": torch.zeros(len(waves) - 8, dtype=torch.long),
+        "index": torch.arange(len(waves) - 8),
+        "domain": torch.zeros(len(waves) - 8, dtype=torch.long),
+    }
     module.calibrate([batch])
     return module
 
@@ -202,9 +205,21 @@ def test_detector_exports_its_embedding_front_end(tmp_path: Path, capsys):
     rows = clip_embedding(extractor.forward_parts(waves)).numpy()
     signature = embedding_signature(DEFAULT_FEATURES, "pooled", ("mean", "std"))
     KNNDetector(n_neighbors=2).fit(rows, feature_signature=signature).save(tmp_path / "knn.npz")
-    result = export_main(["--detector", str(tmp_path / "knn.npz"), "--format", "torchscript",
-                          "--out", str(tmp_path / "out"), "--clip_seconds", "1.0"])  # fmt: skip
-    assert "NOT EXPORTED: KNNDetector (aad.detectors.distance.KNNDetector)" in capsys.readouterr().err
+    result = export_main(
+        [
+            "--detector",
+            str(tmp_path / "knn.npz"),
+            "--format",
+            "torchscript",
+            "--out",
+            str(tmp_path / "out"),
+            "--clip_seconds",
+            "1.0",
+        ]
+    )
+    assert (
+        "NOT EXPORTED: KNNDetector (aad.detectors.distance.KNNDetector)" in capsys.readouterr().err
+    )
     assert result.meta.kind == "embedding" and result.meta.detector["exported"] is False
     model = load_exported(result.meta_path)
     assert_parity(model.embed(waves.numpy()), rows)

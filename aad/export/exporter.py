@@ -1,0 +1,258 @@
+"""Export a trained checkpoint (or a detector's embedding front-end) to one file + its JSON,
+then check the file against PyTorch with the runtime it names before reporting success."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aad.checkpoints import aad_version, data_config, load_module
+from aad.export.graph import EmbeddingGraph, ScoringGraph, class_path, min_samples
+from aad.export.onnx import OPSET, write_onnx
+from aad.export.runtime import ExportedModel
+from aad.export.sidecar import FORMATS, ExportMeta
+from aad.export.torchscript import write_torchscript
+from aad.features.extractor import FeatureExtractor
+from aad.features.pooling import clip_embedding
+from aad.models.base import AnomalyModule
+
+PARITY_RTOL = 1e-4
+"""Exported vs PyTorch scores: ``|a - b| <= PARITY_RTOL * max(|b|) + 1e-6`` (float32)."""
+
+
+class ExportError(ValueError):
+    """The written file does not reproduce PyTorch's scores (the message gives the gap)."""
+
+
+@dataclass
+class ExportResult:
+    model_path: Path
+    meta_path: Path
+    meta: ExportMeta
+
+
+def probe_signal(rows: int, samples: int, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """Deterministic machine-like test PCM: harmonics + noise + a click, float32 in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / sample_rate
+    out = np.empty((rows, samples), dtype=np.float32)
+    for row in range(rows):
+        base = 50.0 + 37.0 * row
+        tone = sum(np.sin(2 * np.pi * base * h * t) / h for h in range(1, 6))
+        signal = 0.05 * tone + 0.02 * rng.standard_normal(samples)
+        signal[samples // 3 : samples // 3 + 200] += 0.3
+        out[row] = signal
+    return out
+
+
+def _write(
+    graph: nn.Module,
+    fmt: str,
+    path: Path,
+    example: torch.Tensor,
+    need: int,
+    outputs: tuple[str, ...],
+    opset: int,
+) -> None:
+    if fmt == "onnx":
+        write_onnx(graph, path, example, need, outputs, opset)
+    elif fmt == "torchscript":
+        write_torchscript(graph, path, example)
+    else:
+        raise ValueError(f"format {fmt!r} not in {tuple(FORMATS)}")
+
+
+def _check_parity(reference: Any, exported: ExportedModel, lengths: list[int]) -> dict[str, Any]:
+    """Run both on the probe at each length; raise :class:`ExportError` past the tolerance."""
+    worst = 0.0
+    for samples in lengths:
+        pcm = probe_signal(2, samples, exported.sample_rate)
+        expected = reference(torch.from_numpy(pcm))
+        got = exported.run(pcm)
+        for name, want, have in zip(("clip", "frame"), expected, got, strict=False):
+            want = want.detach().cpu().numpy()
+            if want.shape != have.shape:
+                raise ExportError(
+                    f"{exported.path}: {name} output shape {have.shape} at "
+                    f"{samples} samples, PyTorch gives {want.shape}"
+                )
+            gap = float(np.max(np.abs(want - have)))
+            allowed = PARITY_RTOL * float(np.max(np.abs(want))) + 1e-6
+            if not gap <= allowed:
+                raise ExportError(
+                    f"{exported.path}: {name} outputs differ from PyTorch by {gap:.3g} at "
+                    f"{samples} samples (allowed {allowed:.3g}): the export is not faithful"
+                )
+            worst = max(worst, gap / max(float(np.max(np.abs(want))), 1e-12))
+    return {"lengths": lengths, "max_relative_gap": worst, "rtol": PARITY_RTOL}
+
+
+def _parity_lengths(clip_samples: int, need: int, hop: int) -> list[int]:
+    other = max(need, clip_samples // 2 + hop // 3)
+    return [clip_samples, other] if other != clip_samples else [clip_samples]
+
+
+def export_module(
+    module: AnomalyModule,
+    fmt: str,
+    out: str | Path,
+    *,
+    clip_seconds: float,
+    name: str = "model",
+    machine_type: str | None = None,
+    machine_id: str | None = None,
+    source: str = "",
+    opset: int = OPSET,
+) -> ExportResult:
+    """Write ``out/<name>.{onnx,pt}`` and ``out/<name>.json`` for a trained module."""
+    module = module.cpu().eval()
+    graph = ScoringGraph(module).eval()
+    need = min_samples(module)
+    rate = module.sample_rate
+    clip_samples = int(round(clip_seconds * rate))
+    if clip_samples < need:
+        raise ValueError(
+            f"clip_seconds={clip_seconds} is shorter than the model needs ({need} samples)"
+        )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / f"{name}{FORMATS.get(fmt, '')}"
+    example = torch.from_numpy(probe_signal(2, clip_samples, rate, seed=1))
+    _write(graph, fmt, model_path, example, need, ("clip_scores", "frame_scores"), opset)
+    first = module.feature_config.features[0]
+    step, offset = _frame_grid(module.features, first, module.feature_config.stack_frames)
+    threshold = float(module.threshold)
+    meta = ExportMeta(
+        format=fmt,
+        file=model_path.name,
+        kind="scores",
+        sample_rate=rate,
+        clip_seconds=float(clip_seconds),
+        min_samples=need,
+        feature_signature=module.feature_signature,
+        aad_version=aad_version(),
+        threshold=threshold if math.isfinite(threshold) else None,
+        score=module.score_name,
+        top_k=int(module.top_k) if module.score_name == "topk" else None,
+        model_class=class_path(module),
+        machine_type=machine_type,
+        machine_id=machine_id,
+        frame_step_s=step / rate,
+        frame_offset_s=offset / rate,
+        feature_config=asdict(module.feature_config),
+        inputs={
+            "waveform": f"float32 (batch, samples): mono PCM in [-1, 1] at {rate} Hz, "
+            f"samples >= {need}"
+        },
+        outputs={
+            "clip_scores": "float32 (batch,): higher = more anomalous; > threshold = anomaly",
+            "frame_scores": "float32 (batch, frames): per-frame anomaly scores",
+        },
+        source=source,
+        opset=opset if fmt == "onnx" else None,
+    )
+    exported = ExportedModel(meta, model_path, threads=1)
+
+    def reference(waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        output = module.score({"waveform": waveform})  # THE scoring path
+        return output.clip_scores, output.frame_scores
+
+    with torch.no_grad():
+        meta.parity = _check_parity(reference, exported, _parity_lengths(clip_samples, need, rate))
+    meta_path = meta.write(out / f"{name}.json")
+    return ExportResult(model_path, meta_path, meta)
+
+
+def _frame_grid(extractor: FeatureExtractor, name: str, stack: int) -> tuple[float, float]:
+    """Step and offset (samples) of the scored frames (a stack is centred on its middle)."""
+    params = extractor.params[name]
+    step = float(params.hop_length * extractor._subsample(name))
+    return step, float(params.frame_offset()) + step * (stack - 1) / 2
+
+
+def export_checkpoint(
+    ckpt: str | Path,
+    fmt: str,
+    out: str | Path,
+    *,
+    name: str = "model",
+    clip_seconds: float | None = None,
+    opset: int = OPSET,
+) -> ExportResult:
+    """Load ``ckpt`` with ``aad.checkpoints.load_module`` and export it (see export_module)."""
+    module, checkpoint = load_module(ckpt)
+    data = data_config(checkpoint, {})
+    seconds = clip_seconds or data.get("clip_seconds")
+    if not seconds:
+        raise ValueError(
+            f"{ckpt} was trained on whole clips of unrecorded length (data.clip_seconds null): "
+            "give the clip length the model scores (--clip_seconds)"
+        )
+    return export_module(
+        module,
+        fmt,
+        out,
+        clip_seconds=float(seconds),
+        name=name,
+        machine_type=data.get("machine_type"),
+        machine_id=data.get("machine_id"),
+        source=str(ckpt),
+        opset=opset,
+    )
+
+
+def export_embedding(
+    extractor: FeatureExtractor,
+    stats: list[str],
+    fmt: str,
+    out: str | Path,
+    *,
+    clip_seconds: float,
+    name: str = "embedding",
+    detector: dict[str, Any] | None = None,
+    signature: str = "",
+    opset: int = OPSET,
+) -> ExportResult:
+    """Write a pooled-embedding front-end (PCM -> ``(batch, E)``) and its JSON."""
+    graph = EmbeddingGraph(extractor.cpu().eval(), stats).eval()
+    rate = int(extractor.config.sample_rate)
+    need = extractor.min_samples()
+    clip_samples = int(round(clip_seconds * rate))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / f"{name}{FORMATS.get(fmt, '')}"
+    example = torch.from_numpy(probe_signal(2, clip_samples, rate, seed=1))
+    _write(graph, fmt, model_path, example, need, ("embedding",), opset)
+    width = extractor.embedding_dim(clip_samples, "pooled", stats)
+    meta = ExportMeta(
+        format=fmt,
+        file=model_path.name,
+        kind="embedding",
+        sample_rate=rate,
+        clip_seconds=float(clip_seconds),
+        min_samples=need,
+        feature_signature=signature,
+        aad_version=aad_version(),
+        feature_config=asdict(extractor.config),
+        threshold=(detector or {}).get("threshold"),
+        inputs={"waveform": f"float32 (batch, samples): mono PCM in [-1, 1] at {rate} Hz"},
+        outputs={"embedding": f"float32 (batch, {width}): {'+'.join(stats)} of each part"},
+        source=str((detector or {}).get("file", "")),
+        opset=opset if fmt == "onnx" else None,
+        detector=detector,
+    )
+    exported = ExportedModel(meta, model_path, threads=1)
+    with torch.no_grad():
+        meta.parity = _check_parity(
+            lambda x: (clip_embedding(extractor.forward_parts(x), "pooled", stats),),
+            exported,
+            _parity_lengths(clip_samples, need, rate),
+        )
+    meta_path = meta.write(out / f"{name}.json")
+    return ExportResult(model_path, meta_path, meta)
