@@ -35,8 +35,16 @@ from aad.features import FeatureConfig, FeatureExtractor, clip_embedding
 CACHE_VERSION = 1
 SOURCES = ("features", "latent")
 MODES = ("pooled", "flatten")
-DEFAULT_FEATURES: dict[str, Any] = {"sample_rate": 16000, "features": ["mel", "mfcc", "cens"]}
-"""The clip embedding's default front-end (see docs/detectors.md for how it was chosen)."""
+DEFAULT_FEATURES: dict[str, Any] = {
+    "sample_rate": 16000,
+    "features": ["rms", "centroid", "bandwidth", "rolloff", "flatness", "contrast", "zcr"],
+    "stft": {"n_fft": 1024, "hop_length": 512},
+    "flatness": {"log": "db"},
+}
+"""The clip embedding's default front-end: frame level and spectral shape (13 values per
+frame; with mean and std, 26 per clip). Chosen on the real sets, not on synthetic sounds
+(protocol P1 mean AUC 0.700 with Mahalanobis, against 0.613 for log-mel + MFCC + CENS and
+0.658 for PyOD's 74 librosa features + IForest): docs/detectors.md, "Choosing the default"."""
 
 
 @dataclass

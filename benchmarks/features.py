@@ -21,6 +21,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from aad.features import FeatureConfig, FeatureExtractor, seed_study_config
 
+DESCRIPTORS = ["rms", "centroid", "bandwidth", "rolloff", "flatness", "contrast", "zcr"]
+CONFIGS: dict[str, Callable[[int], FeatureConfig]] = {
+    "default": lambda sr: FeatureConfig(sample_rate=sr),
+    "study": lambda sr: seed_study_config(),
+    "descriptors": lambda sr: FeatureConfig(sample_rate=sr, features=DESCRIPTORS),
+    "all": lambda sr: FeatureConfig(
+        sample_rate=sr, features=["mel", "mfcc", "chroma", "cens", *DESCRIPTORS]
+    ),
+}
 GOALS = {
     "cpu": "aad CPU >= 20x librosa",
     "cuda": ">= 200 h/s in memory (H100)",
@@ -137,7 +146,13 @@ def end_to_end(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=("default", "study"), default="default")
+    parser.add_argument(
+        "--config",
+        choices=("default", "study", "descriptors", "all"),
+        default="default",
+        help="default: mel+mfcc+cens; study: seed_study_config(); descriptors: the seven frame "
+        "descriptors (rms ... zcr); all: mel+mfcc+chroma+cens+descriptors, one STFT",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--librosa-clips", type=int, default=4)
@@ -161,7 +176,7 @@ def main() -> None:
     sr = args.sample_rate
     samples = int(args.seconds * sr)
     hours_per_clip = args.seconds / 3600.0
-    config = FeatureConfig(sample_rate=sr) if args.config == "default" else seed_study_config()
+    config = CONFIGS[args.config](sr)
     print(machine_info())
     print(f"aad config: {args.config} (signature {config.signature()}), clips of {args.seconds} s")
     rows: list[tuple[str, str, float, str]] = []

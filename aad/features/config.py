@@ -14,34 +14,24 @@ import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
-FEATURE_NAMES = ("mel", "mfcc", "chroma", "cens")
+from aad.features.spectral_config import (
+    SPECTRAL_CONFIGS,
+    SPECTRAL_NAMES,
+    BandwidthConfig,
+    CentroidConfig,
+    ContrastConfig,
+    FlatnessConfig,
+    RMSConfig,
+    RolloffConfig,
+    ZCRConfig,
+)
+from aad.features.stft_config import STFTConfig
+
+FEATURE_NAMES = ("mel", "mfcc", "chroma", "cens", *SPECTRAL_NAMES)
 LOG_MODES = ("db", "dcase", "natural", "log10", "none")
 WINDOWS = ("hann", "hamming", "blackman", "rect")
 FRAMINGS = ("stft", "speechpy")
 SIGNATURE_VERSION = "aad-features-v1"
-
-
-@dataclass
-class STFTConfig:
-    """How waveforms are cut into frames and transformed.
-
-    ``framing="stft"``: torch.stft semantics (``center`` pads ``n_fft // 2`` with ``pad_mode``;
-    the window of ``win_length`` is zero-padded to ``n_fft``). ``framing="speechpy"``: frames of
-    ``win_length`` every ``hop_length`` with speechpy's count ``floor((S - win) / hop)``, each
-    windowed and given to an FFT of ``n_fft`` points (truncated when ``n_fft < win_length``).
-    ``hop_seconds`` / ``win_seconds``, when set, override the sample counts
-    (``round(seconds * sample_rate)``).
-    """
-
-    n_fft: int = 1024
-    hop_length: int = 512
-    win_length: int | None = None
-    hop_seconds: float | None = None
-    win_seconds: float | None = None
-    window: str = "hann"
-    center: bool = True
-    pad_mode: str = "constant"
-    framing: str = "stft"
 
 
 @dataclass
@@ -119,8 +109,9 @@ class FeatureConfig:
     """Everything the feature front-end computes, in one place.
 
     ``features`` names the parts in concatenation order (``mel``, ``mfcc``, ``chroma``,
-    ``cens``); the first one sets the frame grid of ``forward``. ``stack_frames=k`` stacks k
-    consecutive frames: ``(B, T, D) -> (B, T - k + 1, k * D)``.
+    ``cens``, and the frame descriptors ``rms``, ``centroid``, ``bandwidth``, ``rolloff``,
+    ``flatness``, ``contrast``, ``zcr``); the first one sets the frame grid of ``forward``.
+    ``stack_frames=k`` stacks k consecutive frames: ``(B, T, D) -> (B, T - k + 1, k * D)``.
     """
 
     sample_rate: int = 16000
@@ -131,12 +122,19 @@ class FeatureConfig:
     chroma: ChromaConfig = field(default_factory=ChromaConfig)
     cens: CENSConfig = field(default_factory=CENSConfig)
     stack_frames: int = 1
+    rms: RMSConfig = field(default_factory=RMSConfig)
+    centroid: CentroidConfig = field(default_factory=CentroidConfig)
+    bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
+    rolloff: RolloffConfig = field(default_factory=RolloffConfig)
+    flatness: FlatnessConfig = field(default_factory=FlatnessConfig)
+    contrast: ContrastConfig = field(default_factory=ContrastConfig)
+    zcr: ZCRConfig = field(default_factory=ZCRConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.features, str):
             self.features = [self.features]
         self.features = list(self.features)
-        for name in ("stft", "mel", "mfcc", "chroma", "cens"):
+        for name in _FIELD_TYPES:
             value = getattr(self, name)
             if isinstance(value, dict):
                 setattr(self, name, _build(_FIELD_TYPES[name], value, name))
@@ -168,9 +166,12 @@ class FeatureConfig:
             raise ValueError(f"mfcc.n_mfcc={self.mfcc.n_mfcc} > mfcc.n_mels={self.mfcc.n_mels}")
         if self.mfcc.drop_first_coefficient and self.mfcc.n_mfcc < 2:
             raise ValueError("mfcc.drop_first_coefficient needs n_mfcc >= 2")
-        for name in ("mel", "mfcc", "chroma", "cens"):
+        for name in ("mel", "mfcc", "chroma", "cens", *SPECTRAL_NAMES):
             if getattr(self, name).subsample < 1:
                 raise ValueError(f"{name}.subsample must be >= 1")
+        for name in SPECTRAL_NAMES:  # only the parts computed: an unused part has no say
+            if name in self.features:
+                getattr(self, name).validate(self.sample_rate)
         smooth = self.cens.win_len_smooth
         if smooth is not None and smooth < 0:
             raise ValueError(f"cens.win_len_smooth must be None or >= 0, got {smooth}")
@@ -202,8 +203,17 @@ class FeatureConfig:
         return _build(cls, dict(data), "FeatureConfig")
 
     def signature(self) -> str:
-        """Short stable hash (12 hex chars) of every field."""
-        payload = json.dumps([SIGNATURE_VERSION, asdict(self)], sort_keys=True, default=str)
+        """Short stable hash (12 hex chars) of every field.
+
+        Frame-descriptor blocks (``rms`` ... ``zcr``) left at their defaults are not hashed, so
+        a config that does not touch them keeps the signature it had before they existed
+        (checkpoints and caches stay valid); any non-default value in them is hashed.
+        """
+        data = asdict(self)
+        for name in SPECTRAL_NAMES:
+            if getattr(self, name) == SPECTRAL_CONFIGS[name]():
+                del data[name]
+        payload = json.dumps([SIGNATURE_VERSION, data], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -213,6 +223,7 @@ _FIELD_TYPES: dict[str, type] = {
     "mfcc": MFCCConfig,
     "chroma": ChromaConfig,
     "cens": CENSConfig,
+    **SPECTRAL_CONFIGS,
 }
 
 

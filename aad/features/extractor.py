@@ -1,7 +1,8 @@
 """FeatureExtractor: a batch of waveforms -> frame features, on whatever device the batch is.
 
 One STFT per distinct STFT setting per batch, shared by every part that uses it; mel energies
-are shared too when ``mel`` and ``mfcc`` use the same filterbank.
+are shared too when ``mel`` and ``mfcc`` use the same filterbank, and so are the magnitude and
+power spectra the frame descriptors (``aad.features.spectral``) read.
 """
 
 import copy
@@ -16,6 +17,8 @@ from aad.features.cens import CENS
 from aad.features.chroma import ChromaFilterbank, normalize_frames
 from aad.features.config import FeatureConfig
 from aad.features.mel import DCT, MelFilterbank, log_compress
+from aad.features.spectral import build_spectral_part, spectral_dim
+from aad.features.spectral_config import SPECTRAL_NAMES
 from aad.features.stft import STFT, STFTParams, power_spectrum, subsampled_count
 
 PCM16_SCALE = 32768.0
@@ -104,7 +107,10 @@ class FeatureExtractor(nn.Module):
         self.dct: DCT | None = None
         self.chroma_fb: ChromaFilterbank | None = None
         self.cens: CENS | None = None
+        self.spectral = nn.ModuleDict()
         for name in cfg.features:
+            if name in SPECTRAL_NAMES:
+                self.spectral[name] = build_spectral_part(name, cfg, self.params[name])
             params = self.params[name]
             if name in ("mel", "mfcc"):
                 branch = getattr(cfg, name)
@@ -143,6 +149,7 @@ class FeatureExtractor(nn.Module):
             "mfcc": cfg.mfcc.n_mfcc - int(cfg.mfcc.drop_first_coefficient),
             "chroma": cfg.chroma.n_chroma,
             "cens": cfg.chroma.n_chroma,
+            **{name: spectral_dim(name, cfg) for name in SPECTRAL_NAMES},
         }
         return {name: dims[name] for name in cfg.features}
 
@@ -252,6 +259,9 @@ class FeatureExtractor(nn.Module):
             elif name == "mfcc":
                 b = cfg.mfcc
                 out = self.dct(log_compress(mel_of(name), b.log, b.eps, b.power, b.top_db))
+            elif name in self.spectral:  # zcr (power None) frames the waveform itself
+                part = self.spectral[name]
+                out = part(waveform if part.power is None else power_of(name, part.power))
             else:
                 if chroma_raw is None:
                     chroma_raw = self.chroma_fb(power_of(name, cfg.chroma.power))

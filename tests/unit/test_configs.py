@@ -141,7 +141,7 @@ def test_compare_config_builds_every_method() -> None:
     assert init.trainer.max_epochs == 10 and len(init.trainer.callbacks) == 2
     assert isinstance(init.embedding, EmbeddingConfig) and init.embedding.mode == "pooled"
     specs = {spec.name: spec for spec in init.methods}
-    assert list(specs) == ["isolation_forest", "ocsvm", "lof", "knn", "mahalanobis", "gmm",
+    assert list(specs) == ["mahalanobis", "isolation_forest", "ocsvm", "lof", "knn", "gmm",
                            "dcase_ae", "lstm_ae", "knn_lstm_latent"]  # fmt: skip
     assert all(isinstance(spec, MethodSpec) for spec in init.methods)
     assert type(specs["dcase_ae"].model).__name__ == "DCASEAE"

@@ -36,6 +36,7 @@ from aad.features import (
     ZCRConfig,
     clip_embedding,
 )
+from aad.features.spectral_config import SPECTRAL_NAMES
 
 librosa = pytest.importorskip("librosa")
 
@@ -224,8 +225,17 @@ def test_config_round_trip_and_signatures() -> None:
     ],
 )
 def test_invalid_values_raise_clearly(bad: dict, message: str) -> None:
+    """Each part's settings are checked when the part is computed."""
+    used = [name for name in bad if name in SPECTRAL_NAMES]
     with pytest.raises(ValueError, match=message):
-        FeatureConfig.from_dict(bad)
+        FeatureConfig.from_dict({"features": used, **bad} if used else bad)
+
+
+def test_an_unused_part_does_not_limit_the_sample_rate() -> None:
+    low = FeatureConfig.from_dict({"sample_rate": 8000, "features": ["mel"]})
+    assert low.sample_rate == 8000  # contrast's default bands would reach 8 kHz's Nyquist
+    with pytest.raises(ValueError, match="reaches Nyquist"):
+        FeatureConfig.from_dict({"sample_rate": 8000, "features": ["contrast"]})
 
 
 def test_contrast_band_without_bins_and_short_clips_raise() -> None:
