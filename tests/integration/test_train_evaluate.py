@@ -191,7 +191,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
         return loss * float("nan") if self.current_epoch >= 1 else loss
 
     monkeypatch.setattr(LSTMAE, "training_loss", poisoned)
-    table = _fit(synthetic_root, tmp_path, "--data.machine_type", "fan", "--trainer.max_epochs", "3")
+    table = _fit(synthetic_root, tmp_path, "--data.machine_type", "fan",
+                 "--trainer.max_epochs", "3")  # fmt: skip
     assert table is None  # the only group failed: a failure row, no table
     printed = capsys.readouterr().out
     assert "FAILED: NonFiniteLossError: training loss is nan at epoch 1, global step" in printed

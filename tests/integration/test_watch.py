@@ -61,7 +61,7 @@ def exported(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     torch.set_num_threads(1)
     try:
         torch.manual_seed(0)
-        module = LSTMAE(window=16, threshold_quantile=0.95)
+        module = LSTMAE(score="mean", window=16, threshold_quantile=0.95)
         train = sorted((synthetic_root / "fan" / "train").glob("*.wav"))
         waves = torch.stack([load_waveform(p, RATE, 0, 2 * RATE) for p in train])
         module.normalizer.update(module.features(waves))

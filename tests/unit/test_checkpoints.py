@@ -34,7 +34,7 @@ class _Evil:
 
 
 def _saved(tmp_path: Path, module: AnomalyModule | None = None) -> Path:
-    module = module or LSTMAE(features=SMALL, window=4, hidden_size=8, latent_size=2)
+    module = module or LSTMAE(score="mean", features=SMALL, window=4, hidden_size=8, latent_size=2)
     module.normalizer.update(torch.randn(20, module.input_dim))
     module.normalizer.finalize()
     module.threshold.fill_(1.5)
@@ -61,7 +61,7 @@ def test_round_trip_gives_identical_scores(tmp_path):
     path = _saved(tmp_path)
     module, checkpoint = load_module(path)
     assert checkpoint["aad"]["threshold"] == 1.5 and float(module.threshold) == 1.5
-    original = LSTMAE(features=SMALL, window=4, hidden_size=8, latent_size=2)
+    original = LSTMAE(score="mean", features=SMALL, window=4, hidden_size=8, latent_size=2)
     original.load_state_dict(read_checkpoint(path)["state_dict"])
     batch = {"waveform": torch.randn(2, 16000) * 0.1, "target": torch.zeros(2, dtype=torch.long)}
     expected = original.eval().score(batch).clip_scores

@@ -8,6 +8,7 @@ also give the study's frame counts and dimensions (10 s at 16 kHz). Instantiatin
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -73,15 +74,15 @@ def test_every_yaml_is_exercised_here() -> None:
 def test_default_config_builds_the_main_job(tmp_path: Path) -> None:
     root = tmp_path / "synthetic_not_written"
     cli = AADCLI(args=["--data.root", str(root)])
-    assert type(cli.model).__name__ == "LSTMAE" and cli.model.feature_config.features == [
-        "mel", "mfcc", "cens"]  # fmt: skip
+    assert type(cli.model).__name__ == "LSTMAE" and cli.model.feature_config.features == ["mel"]
+    assert (cli.model.feature_config.mel.n_mels, cli.model.score_name) == (128, "mahalanobis")
     assert isinstance(cli.datamodule, MachineSoundDataModule) and cli.datamodule.root == str(root)
     assert not root.exists()  # instantiating reads and writes nothing under the root
     assert cli.config.seed_everything == 0 and torch.get_num_threads() == 1
     assert (cli.config.evaluate, cli.config.ckpt_path) == (True, None)
     trainer = cli.trainer
     assert (trainer.max_epochs, trainer.log_every_n_steps, trainer.num_sanity_val_steps) == (
-        10, 5, 0)  # fmt: skip
+        100, 5, 0)  # fmt: skip
     checkpoints = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
     stopping = [c for c in trainer.callbacks if isinstance(c, EarlyStopping)]
     assert len(checkpoints) == len(stopping) == 1  # configs/callbacks/default.yaml
@@ -100,8 +101,11 @@ def test_model_configs(path: Path) -> None:
     class_path = yaml.safe_load(path.read_text())["class_path"]
     model = _train_cli("--model", str(path)).model
     assert f"{type(model).__module__.rsplit('.', 2)[0]}.{type(model).__name__}" == class_path
-    if class_path == "aad.models.DCASEAE":
-        assert model.input_dim == 640 and model.score_name == "mean"
+    if class_path == "aad.models.DCASEAE":  # its own defaults, not the LSTM-AE's it replaces
+        own = inspect.signature(type(model).__init__).parameters
+        assert model.input_dim == 640
+        assert (model.score_name, model.top_k, model.learning_rate) == (
+            own["score"].default, own["top_k"].default, own["learning_rate"].default)  # fmt: skip
 
 
 @pytest.mark.parametrize("path", _yamls("data"), ids=lambda p: p.name)
@@ -127,7 +131,7 @@ def test_trainer_configs(path: Path) -> None:
     if path.name in GPU_TRAINERS and not torch.cuda.is_available():
         return  # parsed and checked; building a GPU trainer needs a GPU
     trainer = _train_cli("--trainer", str(path)).trainer
-    assert trainer.max_epochs == values.get("max_epochs", 10)
+    assert trainer.max_epochs == values.get("max_epochs", 100)
     if "precision" in values:
         assert trainer.precision == values["precision"]
 
@@ -138,18 +142,18 @@ def test_compare_config_builds_every_method() -> None:
     init = parser.instantiate(config)
     assert (init.out, init.data.root, init.data.hparams.protocol) == (
         "results/compare", ABSENT, "clean")  # fmt: skip
-    assert init.trainer.max_epochs == 10 and len(init.trainer.callbacks) == 2
+    assert init.trainer.max_epochs == 100 and len(init.trainer.callbacks) == 2
     assert isinstance(init.embedding, EmbeddingConfig) and init.embedding.mode == "pooled"
     specs = {spec.name: spec for spec in init.methods}
     assert list(specs) == ["mahalanobis", "isolation_forest", "ocsvm", "lof", "knn", "gmm",
-                           "dcase_ae", "lstm_ae", "knn_lstm_latent"]  # fmt: skip
+                           "dcase_ae", "lstm_ae", "knn_lstm_latent", "classifier"]  # fmt: skip
     assert all(isinstance(spec, MethodSpec) for spec in init.methods)
     assert type(specs["dcase_ae"].model).__name__ == "DCASEAE"
-    assert specs["lstm_ae"].trainer == {"max_epochs": 20}
-    methods = build_methods(init.methods, init.embedding, lambda spec: None)
-    latent = methods[-1]
-    assert isinstance(latent, DetectorMethod) and latent.latent is methods[-2]
-    assert isinstance(methods[-2], ModelMethod) and methods[-2].module is specs["lstm_ae"].model
+    assert specs["lstm_ae"].trainer == {}  # configs/trainer/default.yaml, as train.py
+    methods = {m.name: m for m in build_methods(init.methods, init.embedding, lambda spec: None)}
+    latent, lstm = methods["knn_lstm_latent"], methods["lstm_ae"]
+    assert isinstance(latent, DetectorMethod) and latent.latent is lstm
+    assert isinstance(lstm, ModelMethod) and lstm.module is specs["lstm_ae"].model
 
 
 @pytest.mark.parametrize("variant", [None, *VARIANTS], ids=lambda p: p.name if p else "base")

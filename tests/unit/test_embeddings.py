@@ -93,7 +93,7 @@ def test_latent_source_is_the_module_encoding(records):
     from aad.models import LSTMAE
 
     torch.manual_seed(0)
-    module = LSTMAE(window=8, latent_size=6, normalize=False).eval()
+    module = LSTMAE(score="mean", window=8, latent_size=6, normalize=False).eval()
     result = compute_embeddings(
         records, source="latent", module=module, batch_size=2, device="cpu", cache_dir=None
     )
@@ -133,7 +133,7 @@ def test_latent_cache_is_keyed_by_the_module_hyperparameters(records, tmp_path):
     modules = []
     for window in (4, 16):
         torch.manual_seed(0)
-        modules.append(LSTMAE(window=window, latent_size=6, normalize=False).eval())
+        modules.append(LSTMAE(score="mean", window=window, latent_size=6, normalize=False).eval())
     torch.testing.assert_close(modules[0].state_dict(), modules[1].state_dict(),
                                rtol=0, atol=0, equal_nan=True)  # fmt: skip
     results = [

@@ -136,7 +136,7 @@ def test_a_detector_on_a_failed_models_latent_code_fails_and_the_rest_run(data) 
     embedding = EmbeddingConfig(features=SMALL_EMBEDDING, cache_dir=None, device="cpu")
 
     def build(group: Group) -> list:
-        model = ModelMethod("ae", LSTMAE(features=SMALL_EMBEDDING), _BrokenTrainer())
+        model = ModelMethod("ae", LSTMAE(score="mean", features=SMALL_EMBEDDING), _BrokenTrainer())
         return [DetectorMethod("knn_latent", KNNDetector(), embedding, latent=model),
                 DetectorMethod("knn", KNNDetector(), embedding), model]  # fmt: skip
 
@@ -156,7 +156,9 @@ def test_a_detector_on_a_failed_models_latent_code_fails_and_the_rest_run(data) 
 
 def test_model_method_scores_follow_the_records(data) -> None:
     torch.manual_seed(0)
-    method = ModelMethod("ae", LSTMAE(features=SMALL_EMBEDDING, normalize=False), device="cpu")
+    method = ModelMethod(
+        "ae", LSTMAE(score="mean", features=SMALL_EMBEDDING, normalize=False), device="cpu"
+    )
     (fan, _) = data.groups()
     bound = data.for_group(fan)
     method.fit(bound)  # no trainer: a model loaded from a checkpoint is already trained
@@ -200,14 +202,14 @@ def test_clip_table() -> None:
      ({"model": "ae", "batch_size": 0}, "batch_size must be >= 1")],
 )  # fmt: skip
 def test_method_spec_is_checked(kwargs, message) -> None:
-    objects = {"detector": KNNDetector(), "model": LSTMAE(features=SMALL_EMBEDDING)}
+    objects = {"detector": KNNDetector(), "model": LSTMAE(score="mean", features=SMALL_EMBEDDING)}
     kwargs = {k: objects[k] if k in objects else v for k, v in kwargs.items()}
     with pytest.raises(ValueError, match=f"method 'x': {message}"):
         MethodSpec("x", **kwargs)
 
 
 def test_build_methods_links_latent_models_and_merges_embeddings() -> None:
-    model = LSTMAE(features=SMALL_EMBEDDING)
+    model = LSTMAE(score="mean", features=SMALL_EMBEDDING)
     specs = [MethodSpec("knn_latent", detector=KNNDetector(), latent_model="ae"),
              MethodSpec("ae", model=model, batch_size=2),
              MethodSpec("flat", detector=KNNDetector(), embedding={"mode": "flatten"})]  # fmt: skip

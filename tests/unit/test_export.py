@@ -152,7 +152,7 @@ def test_models_and_scores_match_score_clip(fmt, cls, score, synthetic_root: Pat
 
 def test_graph_is_the_module_scoring_at_several_lengths(synthetic_root: Path):
     torch.manual_seed(1)
-    module = _fitted(LSTMAE(window=16), synthetic_root)
+    module = _fitted(LSTMAE(score="mean", window=16), synthetic_root)
     graph = build_graph(module)
     for samples in (7681, 16000, 32000, 40000):  # 16 frames (one window) and up
         waves = torch.randn(2, samples) * 0.1
@@ -178,7 +178,7 @@ class Unsupported(AnomalyModule):
 def test_unsupported_model_names_itself():
     with pytest.raises(NotExportableError, match=r"test_export\.Unsupported is not yet exportable"):
         build_graph(Unsupported())
-    untrained = LSTMAE()
+    untrained = LSTMAE(score="mean")
     with pytest.raises(NotExportableError, match="normaliser was never fitted"):
         build_graph(untrained)
 

@@ -40,7 +40,16 @@ def one_thread():
 
 def _tiny(**kwargs) -> LSTMAE:
     torch.manual_seed(0)
-    return LSTMAE(**{"features": TINY, "window": 4, "hidden_size": 8, "latent_size": 2, **kwargs})
+    return LSTMAE(
+        **{
+            "features": TINY,
+            "window": 4,
+            "hidden_size": 8,
+            "latent_size": 2,
+            "score": "mean",
+            **kwargs,
+        }
+    )
 
 
 def _fitted(module, waveform):
@@ -109,7 +118,8 @@ def test_dcase_module_uses_640_stacked_inputs():
 
 
 def test_mean_score_is_the_mean_squared_frame_error():
-    module = _fitted(LSTMAE(features=SMALL_FEATURES, window=8, hidden_size=8, latent_size=4),
+    module = _fitted(LSTMAE(score="mean", features=SMALL_FEATURES, window=8, hidden_size=8,
+                            latent_size=4),
                      torch.randn(3, 16000))  # fmt: skip
     waveform = torch.randn(3, 16000)
     batch = module.on_after_batch_transfer({"waveform": waveform}, 0)
@@ -195,7 +205,7 @@ def test_calibrate_fits_the_threshold_on_the_normal_clips():
 
 
 def test_normaliser_needs_normal_clips_and_ignores_anomalies():
-    module = LSTMAE(features=SMALL_FEATURES, window=8, hidden_size=8)
+    module = LSTMAE(score="mean", features=SMALL_FEATURES, window=8, hidden_size=8)
     loader = [{"waveform": torch.randn(2, 8000), "target": torch.ones(2, dtype=torch.long)}]
     with pytest.raises(ValueError, match="no normal clips in the training data"):
         module.fit_normalizer(loader)
@@ -220,14 +230,14 @@ def test_normaliser_needs_normal_clips_and_ignores_anomalies():
 )  # fmt: skip
 def test_bad_arguments_are_refused_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        LSTMAE(features=SMALL_FEATURES, **kwargs)
+        LSTMAE(score="mean", features=SMALL_FEATURES, **kwargs)
     if "window" not in kwargs and "train_stride" not in kwargs:
         with pytest.raises(ValueError, match=message):
             DCASEAE(**kwargs)
 
 
 def test_nan_loss_names_the_step():
-    module = LSTMAE(features=SMALL_FEATURES, window=8, hidden_size=8)
+    module = LSTMAE(score="mean", features=SMALL_FEATURES, window=8, hidden_size=8)
     batch = {"features": torch.full((2, 16, 16), math.nan), "target": torch.zeros(2)}
     with pytest.raises(NonFiniteLossError, match=r"training loss is nan at epoch 0, global "
                        r"step 0, batch 3; stopping\. .*last\.ckpt.*learning_rate"):  # fmt: skip
@@ -297,7 +307,8 @@ def test_test_step_logs_the_auc_of_the_scores(synthetic_root: Path) -> None:
     from aad.metrics import binary_metrics
 
     data = _data(synthetic_root)
-    module = _fitted(LSTMAE(features=SMALL_FEATURES, window=8, hidden_size=8, latent_size=4),
+    module = _fitted(LSTMAE(score="mean", features=SMALL_FEATURES, window=8, hidden_size=8,
+                            latent_size=4),
                      next(iter(data.train_dataloader()))["waveform"])  # fmt: skip
     trainer = _quiet_trainer(synthetic_root, enable_checkpointing=False)
     (logged,) = trainer.test(module, datamodule=data, verbose=False)
@@ -316,7 +327,9 @@ def test_gpu_bf16_training_scores_in_float32(synthetic_root: Path, tmp_path: Pat
     data = _data(synthetic_root)
     trainer = _quiet_trainer(tmp_path, accelerator="gpu", devices=1)
     assert trainer.precision == "bf16-mixed"
-    module = fit_model(LSTMAE(features=SMALL_FEATURES, window=8, hidden_size=8), data, trainer)
+    module = fit_model(
+        LSTMAE(score="mean", features=SMALL_FEATURES, window=8, hidden_size=8), data, trainer
+    )
     assert torch.isfinite(module.threshold)
     waveform = 0.1 * torch.randn(2, 32000)
     on_gpu = module.to("cuda").score({"waveform": waveform.cuda()})

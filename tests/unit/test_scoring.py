@@ -25,7 +25,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def module() -> LSTMAE:
     torch.manual_seed(0)
-    module = LSTMAE(features={"features": ["mel"], "mel": {"n_mels": 8}}, window=4,
+    module = LSTMAE(score="mean", features={"features": ["mel"], "mel": {"n_mels": 8}}, window=4,
                     hidden_size=8, latent_size=2, dropout=0.5, num_layers=2)  # fmt: skip
     loader = [{"waveform": torch.randn(4, 4000), "target": torch.zeros(4, dtype=torch.long)}]
     module.fit_normalizer(loader)

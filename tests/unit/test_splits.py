@@ -270,7 +270,7 @@ def _short_fit(root: Path) -> tuple[Any, MachineSoundDataModule]:
     data = _data(root, machine_type="fan")
     (group,) = data.groups()
     L.seed_everything(0)
-    module = LSTMAE(features={"features": ["mel"], "mel": {"n_mels": 16}}, window=8,
+    module = LSTMAE(score="mean", features={"features": ["mel"], "mel": {"n_mels": 16}}, window=8,
                     hidden_size=8, latent_size=4)  # fmt: skip
     trainer = make_trainer({"max_epochs": 1, "logger": False, "enable_checkpointing": False,
                             "enable_progress_bar": False, "enable_model_summary": False,
