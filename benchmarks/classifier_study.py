@@ -15,6 +15,12 @@ the training crops, averaged over the clip's crops).
 
     python benchmarks/classifier_study.py                        # default variant, 3 seeds
     python benchmarks/classifier_study.py --variants wave mixup --seeds 0
+    python benchmarks/classifier_study.py --engine --seeds 0 1 2  # the aad LightningModule
+
+``--engine`` trains :class:`aad.models.MachineIDClassifier` as ``compare`` does (DataModule
+groups, :func:`aad.engine.fit.fit_model`, checkpoints + early stopping on ``val/loss``) once
+per type and seed, and scores the test clips with each of its three scores (``nll``, ``knn``,
+``mahalanobis``) from the same trained module.
 """
 
 from __future__ import annotations
@@ -265,12 +271,13 @@ def run_group(cfg: Config, group: Group, seed: int) -> dict:
 def table(rows: list[dict], title: str) -> str:
     """Markdown: per group (mean over seeds) and the mean over groups, AUC/pAUC per score."""
     groups = list(dict.fromkeys(r["group"] for r in rows))
-    head = "| group | " + " | ".join(f"{s} AUC / pAUC" for s in SCORES) + " | s/epoch wall / CPU |"
-    lines = [f"### {title}", "", head, "|---" * (len(SCORES) + 2) + "|"]
+    scores = [s for s in SCORES if f"{s}_auc" in rows[0]]
+    head = "| group | " + " | ".join(f"{s} AUC / pAUC" for s in scores) + " | s/epoch wall / CPU |"
+    lines = [f"### {title}", "", head, "|---" * (len(scores) + 2) + "|"]
 
     def cells(selected: list[dict]) -> str:
         parts = []
-        for s in SCORES:
+        for s in scores:
             auc = np.mean([r[f"{s}_auc"] for r in selected])
             pauc = np.mean([r[f"{s}_pauc"] for r in selected])
             parts.append(f"{auc:.3f} / {pauc:.3f}")
@@ -284,11 +291,55 @@ def table(rows: list[dict], title: str) -> str:
         lines.append("| **mean** | " + cells(rows))
     seeds = sorted({r["seed"] for r in rows})
     if len(seeds) > 1 and len(groups) > 1:
-        for s in SCORES:  # spread of the over-group mean across seeds
+        for s in scores:  # spread of the over-group mean across seeds
             per_seed = [np.mean([r[f"{s}_auc"] for r in rows if r["seed"] == k]) for k in seeds]
             spread = f"{np.mean(per_seed):.3f} +- {np.std(per_seed, ddof=1):.3f} (sd)"
             lines.append(f"\n{s}: mean AUC per seed {np.round(per_seed, 3).tolist()}, {spread}")
     return "\n".join(lines)
+
+
+def engine_rows(root: Path, borrow: bool, seeds: list[int], max_epochs: int) -> list[dict]:
+    """Rows like :func:`run_group`'s from the Lightning module trained by the engine."""
+    import tempfile
+
+    from lightning.pytorch import seed_everything
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from aad.data import MachineSoundDataModule
+    from aad.engine.fit import fit_model, make_trainer
+    from aad.models import MachineIDClassifier
+    from aad.scoring import score_loader
+
+    data = MachineSoundDataModule(root=str(root), train_from_test=0.5 if borrow else 0.0)
+    rows = []
+    for seed in seeds:
+        for group in data.groups():
+            seed_everything(seed, workers=True, verbose=False)
+            bound = data.for_group(group)
+            with tempfile.TemporaryDirectory() as tmp:
+                trainer = make_trainer({
+                    "max_epochs": max_epochs, "deterministic": True, "logger": False,
+                    "num_sanity_val_steps": 0, "enable_progress_bar": False,
+                    "enable_model_summary": False, "default_root_dir": tmp,
+                    "callbacks": [ModelCheckpoint(monitor="val/loss", save_last=True),
+                                  EarlyStopping(monitor="val/loss", patience=5)],
+                })  # fmt: skip
+                start, cpu_start = time.perf_counter(), time.process_time()
+                module = fit_model(MachineIDClassifier(), bound, trainer)
+                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            epochs = trainer.current_epoch
+            row = {"group": group.label, "seed": seed, "train_s": seconds, "epochs": epochs,
+                   "s_per_epoch": seconds / max(epochs, 1),
+                   "cpu_s_per_epoch": cpu / max(epochs, 1)}  # fmt: skip
+            for name, column in (("nll", "nll"), ("knn", "knn"), ("mahalanobis", "maha")):
+                module.score_name = name
+                scored = score_loader(module, bound.loader("test"))
+                metrics = binary_metrics(scored.target, scored.score)
+                row[f"{column}_auc"], row[f"{column}_pauc"] = metrics["auc"], metrics["pauc"]
+            rows.append(row)
+            print(group.label, seed, {k: round(v, 3) for k, v in row.items()
+                                      if k.endswith("_auc")}, flush=True)  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -300,8 +351,24 @@ def main() -> None:
     parser.add_argument("--slider-root", type=Path, default=SHARED / "dcase2020-slider-id00")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="write rows as JSON here")
+    parser.add_argument("--engine", action="store_true", help="the aad LightningModule")
+    parser.add_argument("--max-epochs", type=int, default=40, help="--engine: Trainer epochs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.engine:
+        sets = {"p1": [(args.root, True)], "slider": [(args.slider_root, False)],
+                "both": [(args.root, True), (args.slider_root, False)]}[args.data]  # fmt: skip
+        rows = []
+        for root, borrow in sets:
+            start = time.perf_counter()
+            found = engine_rows(root, borrow, args.seeds, args.max_epochs)
+            elapsed = time.perf_counter() - start
+            print(table(found, f"engine on {root.name}, seeds {args.seeds} ({elapsed:.0f} s)"))
+            rows += [{"data": root.name, **r} for r in found]
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"rows": rows}, indent=1))
+        return
     datasets = []
     if args.data in ("p1", "both"):
         datasets.append(("P1 dcase2020-mini", load_groups(args.root, borrow=True)))

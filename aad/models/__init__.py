@@ -2,6 +2,7 @@
 
 from aad.checkpoints import CheckpointError, load_module
 from aad.models.base import AnomalyModule, NonFiniteLossError
+from aad.models.classifier import MachineIDClassifier
 from aad.models.dcase_ae import DCASEAE
 from aad.models.lstm_ae import LSTMAE
 
@@ -10,6 +11,7 @@ __all__ = [
     "LSTMAE",
     "AnomalyModule",
     "CheckpointError",
+    "MachineIDClassifier",
     "NonFiniteLossError",
     "load_module",
 ]

@@ -40,7 +40,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class _Chain:
-    """Several loaders as one re-iterable loader (calibration passes over it twice)."""
+    """Several loaders as one re-iterable loader."""
 
     def __init__(self, loaders: list[Any]) -> None:
         self.loaders = loaders
@@ -223,18 +223,21 @@ class AnomalyModule(L.LightningModule):
         return (clip_scores.double() > self.threshold).long()
 
     @torch.no_grad()
-    def calibrate(self, loader: Any) -> float:
-        """Fit the score's statistics and the threshold on the normal clips of ``loader``.
+    def calibrate(self, loader: Any, statistics_loader: Any = None) -> float:
+        """Fit the score's statistics on the normal clips of ``statistics_loader`` (default:
+        ``loader``), then the threshold on the scores of the normal clips of ``loader``.
 
-        Runs at the end of every validation epoch (so each checkpoint holds both); callable
-        directly for models trained outside Lightning. ``loader`` must be re-iterable (the
-        Mahalanobis score reads it twice). Returns the threshold.
+        Runs at the end of every validation epoch (statistics from the training clips, the
+        threshold from the held-out validation clips, so neither is judged on the clips it
+        was fitted on when there are enough clips to hold some out) and so each checkpoint
+        holds both; callable directly for models trained outside Lightning. Returns the
+        threshold.
         """
         was_training = self.training
         self.eval()
         try:
             if self.error_covariance is not None:
-                self._fit_error_covariance(loader)
+                self._fit_error_covariance(statistics_loader or loader)
             scored = score_loader(self, self._on_device(loader))
         finally:
             self.train(was_training)
@@ -311,7 +314,8 @@ class AnomalyModule(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         loaders = self.trainer.val_dataloaders
-        self.calibrate(_Chain(loaders if isinstance(loaders, list | tuple) else [loaders]))
+        validation = _Chain(loaders if isinstance(loaders, list | tuple) else [loaders])
+        self.calibrate(validation, statistics_loader=self.trainer.train_dataloader)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         labelled = batch["target"] >= 0

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from aad.data.datamodule import MachineSoundDataModule
 from aad.checkpoints import load_module
+from aad.data.datamodule import MachineSoundDataModule
 
 REPO = Path(__file__).resolve().parents[2]
 

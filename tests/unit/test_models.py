@@ -230,7 +230,7 @@ def test_normaliser_needs_normal_clips_and_ignores_anomalies():
 )  # fmt: skip
 def test_bad_arguments_are_refused_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        LSTMAE(score="mean", features=SMALL_FEATURES, **kwargs)
+        LSTMAE(**{"score": "mean", "features": SMALL_FEATURES, **kwargs})
     if "window" not in kwargs and "train_stride" not in kwargs:
         with pytest.raises(ValueError, match=message):
             DCASEAE(**kwargs)

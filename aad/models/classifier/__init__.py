@@ -1,7 +1,8 @@
-"""Self-supervised machine-id classifier (STgram-MFN style): plain torch parts.
+"""Self-supervised machine-id classifier (STgram-MFN style).
 
-``torch_model`` (CNN + ArcFace head), ``augment`` (crops, mixup, pseudo-classes) and
-``scoring`` (class NLL, kNN and Mahalanobis scores on the embeddings).
+``lightning_model`` (:class:`MachineIDClassifier`, the aad model), ``torch_model`` (CNN +
+ArcFace head), ``augment`` (crops, mixup, pseudo-classes) and ``scoring`` (class NLL, kNN
+and Mahalanobis scores on the embeddings).
 """
 
 from aad.models.classifier.augment import (
@@ -12,6 +13,7 @@ from aad.models.classifier.augment import (
     random_crops,
     sliding_crops,
 )
+from aad.models.classifier.lightning_model import MachineIDClassifier
 from aad.models.classifier.scoring import KNNScorer, MahalanobisScorer, class_nll, clip_mean
 from aad.models.classifier.torch_model import (
     ArcFaceHead,
@@ -25,6 +27,7 @@ __all__ = [
     "ArcFaceHead",
     "KNNScorer",
     "MachineClassifier",
+    "MachineIDClassifier",
     "MahalanobisScorer",
     "PseudoClasses",
     "arcface_loss",

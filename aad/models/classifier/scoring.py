@@ -14,6 +14,8 @@ Everything is torch (any device, float32 or float64 maths).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -168,6 +170,23 @@ class MahalanobisScorer:
     def classes(self) -> list[int]:
         return sorted(self.precisions)
 
+    def tensors(
+        self, num_classes: int, num_domains: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The fit as ``means (C, D, E)``, ``counts (C, D)`` (1 where fitted, else 0) and
+        ``precisions (C, E, E)`` (float32) for :func:`mahalanobis_shares` and checkpoints."""
+        if not self.means:
+            raise RuntimeError("MahalanobisScorer.tensors before fit")
+        dim = next(iter(self.means.values())).shape[0]
+        means = torch.zeros(num_classes, num_domains, dim)
+        counts = torch.zeros(num_classes, num_domains)
+        precisions = torch.zeros(num_classes, dim, dim)
+        for (c, d), mean in self.means.items():
+            means[c, max(d, 0)], counts[c, max(d, 0)] = mean.float().cpu(), 1.0
+        for c, precision in self.precisions.items():
+            precisions[c] = precision.float().cpu()
+        return means, counts, precisions
+
     def score(self, embeddings: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """``(N,)`` squared distances; higher = more anomalous."""
         if not self.means:
@@ -183,3 +202,146 @@ class MahalanobisScorer:
                 distance = ((diff @ self.precisions[c]) * diff).sum(dim=1)
                 scores[rows] = torch.minimum(scores[rows], distance)
         return scores.float()
+
+
+# ------------------------------------------------------------------ per-crop shares (aad model)
+def own_class_nll(logits: torch.Tensor, classes: torch.Tensor, per_id: int = 1) -> torch.Tensor:
+    """``(B, K, C)`` crop logits -> ``(B, K)`` ``-log p(own id)``, ``classes`` ``(B,)`` the
+    clip's id (-1: its most probable id). With ``per_id`` pseudo-classes per id (class
+    ``id * per_id`` is the id as recorded) only the as-recorded classes are read."""
+    log_prob = F.log_softmax(logits.float(), dim=-1)[..., ::per_id]
+    index = classes.clamp_min(0).view(-1, 1, 1).expand(-1, log_prob.shape[1], 1)
+    own = log_prob.gather(2, index).squeeze(2)
+    return -torch.where(classes[:, None] >= 0, own, log_prob.max(dim=2).values)
+
+
+def knn_shares(
+    crops: torch.Tensor,
+    classes: torch.Tensor,
+    bank: torch.Tensor,
+    bank_classes: torch.Tensor,
+    bank_domains: torch.Tensor,
+    k: int = 1,
+    exclude: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """kNN cosine distance of each clip's mean unit crop embedding (``crops`` ``(B, K, E)``)
+    to the bank (:func:`knn_nearest`), split into one share per crop ``(B, K)`` whose mean is
+    the clip's distance (share k: ``1 - <u_k, mean of the neighbours> / |mean_k u_k|``)."""
+    unit = F.normalize(crops.float(), dim=-1)
+    clip = unit.mean(dim=1)
+    norm = clip.norm(dim=1).clamp_min(1e-12)
+    distance, nearest = knn_nearest(clip / norm[:, None], classes, bank, bank_classes,
+                                    bank_domains, k, exclude)  # fmt: skip
+    shares = 1.0 - (unit * nearest[:, None, :]).sum(dim=2) / norm[:, None]
+    return torch.where(torch.isfinite(distance)[:, None], shares, math.inf)
+
+
+def knn_nearest(
+    queries: torch.Tensor,
+    classes: torch.Tensor,
+    bank: torch.Tensor,
+    bank_classes: torch.Tensor,
+    bank_domains: torch.Tensor,
+    k: int = 1,
+    exclude: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """kNN cosine distance of unit ``queries`` ``(N, E)`` to a bank of unit rows ``(M, E)``.
+
+    Like :class:`KNNScorer` (one bank per (class, domain), the minimum over the query's class's
+    banks; class -1 against every bank), on plain tensors that a checkpoint can hold. Returns
+    the distances ``(N,)`` and the mean of the chosen ``k`` nearest rows ``(N, E)`` (so that
+    ``1 - <query, mean> == distance``). ``exclude`` ``(N,)`` names a bank row each query may
+    not use (leave-one-out on the bank's own clips; -1: none); a query left with no row of its
+    class gets ``inf``.
+    """
+    n = queries.shape[0]
+    similarity = queries.float() @ bank.float().T
+    if exclude is not None:
+        rows = torch.nonzero(exclude >= 0).squeeze(1)
+        similarity[rows, exclude[rows]] = -math.inf
+    best = torch.full((n,), math.inf, device=queries.device)
+    neighbours = torch.zeros_like(queries, dtype=torch.float32)
+    pairs = torch.unique(torch.stack([bank_classes, bank_domains]), dim=1).T.tolist()
+    for c, d in pairs:
+        columns = torch.nonzero((bank_classes == c) & (bank_domains == d)).squeeze(1)
+        rows = torch.nonzero((classes == c) | (classes < 0)).squeeze(1)
+        if not len(rows):
+            continue
+        top = similarity[rows][:, columns].topk(min(k, len(columns)), dim=1)
+        valid = torch.isfinite(top.values)
+        count = valid.sum(dim=1)
+        mean_similarity = torch.where(valid, top.values, 0.0).sum(dim=1) / count.clamp_min(1)
+        distance = torch.where(count > 0, 1.0 - mean_similarity, math.inf)
+        chosen = bank[columns][top.indices].float() * valid[..., None]
+        mean_row = chosen.sum(dim=1) / count.clamp_min(1)[:, None]
+        better = distance < best[rows]
+        best[rows] = torch.where(better, distance, best[rows])
+        neighbours[rows] = torch.where(better[:, None], mean_row, neighbours[rows])
+    return best, neighbours
+
+
+def mahalanobis_shares(
+    crops: torch.Tensor,
+    classes: torch.Tensor,
+    means: torch.Tensor,
+    counts: torch.Tensor,
+    precisions: torch.Tensor,
+) -> torch.Tensor:
+    """Squared Mahalanobis distance of each clip's mean crop embedding to the nearest fitted
+    (class, domain) mean, split into one share per crop: ``(N, K)``, whose mean over K is the
+    clip's distance ``(m - mu)^T P (m - mu)`` (share k: ``(e_k - mu)^T P (m - mu)``).
+
+    ``crops`` ``(N, K, E)``; ``means`` ``(C, D, E)``, ``counts`` ``(C, D)`` (0 = not fitted)
+    and ``precisions`` ``(C, E, E)`` as :class:`MahalanobisScorer` fits them; class -1 is
+    scored against every class.
+    """
+    x = crops.double()
+    clip = x.mean(dim=1)
+    n = x.shape[0]
+    best = torch.full((n,), math.inf, dtype=torch.float64, device=x.device)
+    shares = torch.full(x.shape[:2], math.inf, dtype=torch.float64, device=x.device)
+    for c, d in torch.nonzero(counts > 0).tolist():
+        rows = torch.nonzero((classes == c) | (classes < 0)).squeeze(1)
+        if not len(rows):
+            continue
+        mean = means[c, d].double()
+        weighted = (clip[rows] - mean) @ precisions[c].double()  # (n, E)
+        distance = (weighted * (clip[rows] - mean)).sum(dim=1)
+        better = distance < best[rows]
+        best[rows] = torch.where(better, distance, best[rows])
+        crop_shares = ((x[rows] - mean) * weighted[:, None, :]).sum(dim=2)
+        shares[rows] = torch.where(better[:, None], crop_shares, shares[rows])
+    return shares.float()
+
+
+def mahalanobis_cross_fit(
+    crops: torch.Tensor, classes: torch.Tensor, domains: torch.Tensor, folds: int = 5
+) -> torch.Tensor:
+    """Held-out Mahalanobis clip scores of the fitting clips themselves ``(N,)``: the clips
+    of each class are dealt into ``folds`` folds, and each fold is scored by a fit on the
+    other folds (an in-sample score is far lower than a new clip's in 128 dimensions). NaN
+    for a clip whose class has no clip outside its fold."""
+    rank = torch.zeros_like(classes)
+    for c in classes.unique():
+        rows = torch.nonzero(classes == c).squeeze(1)
+        rank[rows] = torch.arange(len(rows), device=classes.device)
+    fold = rank % folds
+    scores = torch.full((len(crops),), math.nan, device=crops.device)
+    num_classes, k = int(classes.max()) + 1, crops.shape[1]
+    for f in fold.unique().tolist():
+        held, fit = fold == f, fold != f
+        fitted = classes[fit].unique()
+        if not len(fitted):
+            continue
+        scorer = MahalanobisScorer().fit(
+            crops[fit].flatten(0, 1),
+            classes[fit].repeat_interleave(k),
+            domains[fit].repeat_interleave(k),
+        )
+        means, counts, precisions = (
+            t.to(crops.device) for t in scorer.tensors(num_classes, int(domains.max()) + 1)
+        )
+        rows = held & torch.isin(classes, fitted)
+        scores[rows] = mahalanobis_shares(crops[rows], classes[rows], means, counts,
+                                          precisions).mean(dim=1)  # fmt: skip
+    return scores

@@ -1,0 +1,413 @@
+"""LightningModule of the machine-id classifier: trains on random crops, scores sliding crops.
+
+A machine type's clips are told apart by machine id (or, with a single id, by self-supervised
+pseudo-classes) with an ArcFace loss on short crops; a clip scores high when its crops look
+unlike its own id (``nll``) or when its embedding is far from the normal training clips of
+its id (``knn``, ``mahalanobis``; source and target domains both, the minimum of the two).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from aad.models.base import AnomalyModule, NonFiniteLossError
+from aad.models.classifier.augment import (
+    PSEUDO_CLASS_NAMES,
+    PseudoClasses,
+    mixup,
+    random_crops,
+    sliding_crops,
+)
+from aad.models.classifier.scoring import (
+    MahalanobisScorer,
+    knn_shares,
+    mahalanobis_cross_fit,
+    mahalanobis_shares,
+    own_class_nll,
+)
+from aad.models.classifier.torch_model import MachineClassifier, arcface_loss
+from aad.models.classifier.torch_model import recalibrate_batchnorm as recalibrate_norms
+from aad.thresholds import DEFAULT_METHOD, DEFAULT_QUANTILE, fit_threshold
+
+CLASSIFIER_SCORES = ("nll", "knn", "mahalanobis")
+LABEL_SCHEMES = ("auto", "ids", "pseudo")
+CLASSIFIER_FEATURES: dict[str, Any] = {
+    "features": ["mel"],
+    "mel": {"n_mels": 64},
+    "stft": {"pad_mode": "reflect"},
+}
+DOMAINS = 2  # source, target (batch domain -1 counts as source)
+CHUNK = 256  # crops per forward pass when scoring
+
+
+class MachineIDClassifier(AnomalyModule):
+    """Machine-id classifier (MobileFaceNet-style CNN, ArcFace) over 1 s log-mel crops.
+
+    Args:
+        features: feature config (default: 64 log-mels, n_fft 1024, hop 512, reflect pad).
+        class_names: the type's training machine ids; ``None``: read from the datamodule in
+            :meth:`setup` and stored in the hyperparameters (the checkpoint rebuilds the head).
+        score: ``nll`` (-log p(own id), mean over crops), ``knn`` (cosine distance of the
+            clip's mean unit embedding to the nearest training clip of its id) or
+            ``mahalanobis`` (of the clip's mean embedding, per id and domain, Ledoit-Wolf).
+        label_scheme: ``ids``, ``pseudo`` (each id x 4 pseudo-classes: original, pitch-shift,
+            time-stretch, mix) or ``auto`` (ids; pseudo when the type has one id).
+        crop_seconds, hop_seconds: crop length; hop between the crops that score a clip.
+        crops_per_clip: random crops per training clip and step.
+        embedding_dim, channels, waveform_branch, arcface_scale, arcface_margin: the network.
+        mixup: mix crops and their labels while training.
+        knn_k: neighbours averaged by ``knn``.
+        recalibrate_batchnorm: re-estimate BatchNorm statistics on the training clips' crops
+            before every calibration.
+        Others: see :class:`~aad.models.base.AnomalyModule` (AdamW, one-cycle schedule).
+    """
+
+    uses_clip_features = False
+
+    def __init__(
+        self,
+        features: dict[str, Any] | None = None,
+        class_names: list[str] | None = None,
+        score: str = "mahalanobis",
+        label_scheme: str = "auto",
+        crop_seconds: float = 1.0,
+        hop_seconds: float = 0.5,
+        crops_per_clip: int = 12,
+        embedding_dim: int = 128,
+        channels: tuple[int, int, int] = (32, 64, 128),
+        waveform_branch: bool = False,
+        arcface_scale: float = 30.0,
+        arcface_margin: float = 0.5,
+        mixup: bool = False,
+        knn_k: int = 1,
+        recalibrate_batchnorm: bool = True,
+        normalize: bool = True,
+        learning_rate: float = 2e-3,
+        weight_decay: float = 1e-4,
+        threshold_method: str = DEFAULT_METHOD,
+        threshold_quantile: float = DEFAULT_QUANTILE,
+    ) -> None:
+        super().__init__(
+            features=CLASSIFIER_FEATURES if features is None else features,
+            normalize=normalize,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            threshold_method=threshold_method,
+            threshold_quantile=threshold_quantile,
+        )
+        if score not in CLASSIFIER_SCORES:
+            raise ValueError(f"score must be one of {CLASSIFIER_SCORES}, got {score!r}")
+        if label_scheme not in LABEL_SCHEMES:
+            raise ValueError(f"label_scheme must be one of {LABEL_SCHEMES}, got {label_scheme!r}")
+        if crop_seconds <= 0 or hop_seconds <= 0:
+            raise ValueError("crop_seconds and hop_seconds must be > 0")
+        if crops_per_clip < 1 or knn_k < 1:
+            raise ValueError("crops_per_clip and knn_k must be >= 1")
+        self.save_hyperparameters()
+        self.score_name = score  # the base's pooling of crop scores: their mean
+        self.crop_samples = int(round(crop_seconds * self.sample_rate))
+        self.hop_samples = int(round(hop_seconds * self.sample_rate))
+        self.pseudo = PseudoClasses()
+        self.model: MachineClassifier | None = None
+        self._crop_seed = 0
+        if class_names is not None:
+            self._build(list(class_names))
+
+    # ----------------------------------------------------------------- classes and head
+    def _build(self, class_names: list[str]) -> None:
+        """Create the network and the score buffers for ``class_names``."""
+        scheme = self.hparams.label_scheme
+        if scheme == "auto":
+            scheme = "ids" if len(class_names) > 1 else "pseudo"
+        if not class_names or (scheme == "ids" and len(class_names) < 2):
+            raise ValueError(
+                f"label_scheme 'ids' needs at least 2 machine ids, got {class_names}: use "
+                "'pseudo' (or 'auto') for a type with a single id"
+            )
+        self.hparams.class_names = list(class_names)
+        self.hparams.label_scheme = scheme
+        self.num_ids = len(class_names)
+        self.per_id = self.pseudo.num_classes if scheme == "pseudo" else 1
+        hp = self.hparams
+        first = self.feature_config.features[0]
+        hop = int(self.features.params[first].hop_length)
+        self.model = MachineClassifier(
+            self.input_dim, self.num_ids * self.per_id, hp.embedding_dim, tuple(hp.channels),
+            hp.waveform_branch, win_length=max(2 * hop, 16), hop_length=hop,
+            arcface_scale=hp.arcface_scale, arcface_margin=hp.arcface_margin,
+        )  # fmt: skip
+        dim = hp.embedding_dim
+        self.register_buffer("bank", torch.zeros(0, dim))  # unit clip embeddings (knn)
+        self.register_buffer("bank_classes", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("bank_domains", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("maha_means", torch.zeros(self.num_ids, DOMAINS, dim))
+        self.register_buffer("maha_counts", torch.zeros(self.num_ids, DOMAINS))
+        self.register_buffer("maha_precisions", torch.zeros(self.num_ids, dim, dim))
+
+    @property
+    def label_scheme(self) -> str:
+        """``ids`` or ``pseudo`` once the classes are known (``auto`` before)."""
+        return str(self.hparams.label_scheme)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = list(datamodule.class_names) if hasattr(datamodule, "class_names") else None
+        if self.model is None:
+            if names is None:
+                raise ValueError(
+                    "MachineIDClassifier needs class_names: pass them, or fit with a datamodule "
+                    "that has a class_names property (aad's MachineSoundDataModule)"
+                )
+            self._build(names)
+            if self.label_scheme == "pseudo" and rank_zero_only.rank == 0:
+                names_list = list(PSEUDO_CLASS_NAMES)
+                tqdm.write(f"[aad] {len(names)} machine id(s) {names}: training on the "
+                           f"self-supervised pseudo-classes {names_list}")  # fmt: skip
+        elif stage == "fit" and names is not None and names != self.hparams.class_names:
+            raise ValueError(
+                f"this model's classes {self.hparams.class_names} differ from the data's "
+                f"training machine ids {names}"
+            )
+
+    def _require_model(self) -> MachineClassifier:
+        if self.model is None:
+            raise RuntimeError("the classes are not known yet: pass class_names or fit first")
+        return self.model
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        for name in ("bank", "bank_classes", "bank_domains"):  # size set by the data
+            incoming = state_dict.get(prefix + name)
+            if incoming is not None and name in self._buffers:
+                self._buffers[name] = torch.empty_like(incoming, device=self.device)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _id_classes(self, class_index: torch.Tensor) -> torch.Tensor:
+        """Batch ``class_index`` -> id index (-1 unknown; with a single id, unknown -> it)."""
+        classes = class_index.to(self.device).long()
+        return classes.clamp_min(0) if self.num_ids == 1 else classes
+
+    # ----------------------------------------------------------------- crops -> network
+    def _embed(self, crops: torch.Tensor) -> torch.Tensor:
+        """Raw crops ``(N, L)`` -> embeddings ``(N, E)`` (features normalised on the device)."""
+        model = self._require_model()
+        return model(self.prepare_features(crops), crops if model.uses_waveform else None)
+
+    def _crop_outputs(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sliding crops of clips ``(B, S)`` -> embeddings ``(B, K, E)``, logits ``(B, K, C)``
+        in float32 (autocast off)."""
+        model = self._require_model()
+        crops = sliding_crops(waveform.float(), self.crop_samples, self.hop_samples)
+        b, k = crops.shape[:2]
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            embeddings = torch.cat([self._embed(c) for c in crops.flatten(0, 1).split(CHUNK)])
+            logits = model.logits(embeddings.float())
+        return embeddings.float().view(b, k, -1), logits.view(b, k, -1)
+
+    def _crop_scores(
+        self,
+        embeddings: torch.Tensor,
+        logits: torch.Tensor,
+        classes: torch.Tensor,
+        exclude: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-crop scores ``(B, K)`` whose mean over K is the clip score."""
+        if self.score_name == "nll":
+            return own_class_nll(logits, classes, self.per_id)
+        if self.score_name == "knn":
+            if not len(self.bank):
+                raise RuntimeError("knn score used before calibrate() filled the embedding bank")
+            return knn_shares(embeddings, classes, self.bank, self.bank_classes,
+                              self.bank_domains, int(self.hparams.knn_k), exclude)  # fmt: skip
+        if not bool((self.maha_counts > 0).any()):
+            raise RuntimeError("mahalanobis score used before calibrate() fitted its statistics")
+        return mahalanobis_shares(embeddings, classes, self.maha_means, self.maha_counts,
+                                  self.maha_precisions)  # fmt: skip
+
+    def frame_scores(self, features: Any, batch: dict[str, Any]) -> torch.Tensor:
+        """Per-crop scores ``(B, K)`` of the clips' sliding crops (their mean = clip score)."""
+        embeddings, logits = self._crop_outputs(batch["waveform"].to(self.device))
+        return self._crop_scores(embeddings, logits, self._id_classes(batch["class_index"]))
+
+    def frame_times(self, num_frames: int) -> np.ndarray:
+        """Centre (s) of each scored crop (on the hop grid; the last crop ends at the clip's
+        end, so its time is exact when the clip minus one crop is a whole number of hops)."""
+        return (self.crop_samples / 2 + self.hop_samples * np.arange(num_frames)) / self.sample_rate
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """Clip embedding ``(B, E)``: mean unit embedding of crop-long windows of normalised
+        features ``(B, T, D)`` every hop (log-mel input only, no waveform branch)."""
+        model = self._require_model()
+        if model.uses_waveform:
+            raise NotImplementedError("encode(features) needs raw crops with waveform_branch")
+        hop = int(self.features.params[self.feature_config.features[0]].hop_length)
+        size, step = max(self.crop_samples // hop, 1), max(self.hop_samples // hop, 1)
+        size = min(size, features.shape[1])
+        windows = features.unfold(1, size, step).transpose(2, 3)  # (B, W, size, D)
+        embeddings = model(windows.flatten(0, 1).float())
+        return F.normalize(embeddings, dim=-1).view(*windows.shape[:2], -1).mean(dim=1)
+
+    # ----------------------------------------------------------------- training
+    def _labelled_crops(
+        self, waveform: torch.Tensor, classes: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips ``(B, S)`` of ids ``classes`` -> random crops ``(N, L)`` and class labels."""
+        k = int(self.hparams.crops_per_clip)
+        if self.per_id > 1:
+            crops, pseudo = self.pseudo(waveform.float(), self.crop_samples, k, generator)
+            labels = classes[:, None] * self.per_id + pseudo
+        else:
+            crops = random_crops(waveform.float(), self.crop_samples, k, generator)
+            labels = classes[:, None].expand(-1, k)
+        return crops.flatten(0, 1), labels.flatten()
+
+    def _loss(self, crops: torch.Tensor, labels: torch.Tensor, generator: Any) -> torch.Tensor:
+        model = self._require_model()
+        features = self.prepare_features(crops)
+        raw = crops if model.uses_waveform else None
+        partner = lam = None
+        if self.hparams.mixup:
+            mixed, partner, lam = mixup([features] if raw is None else [features, raw], generator)
+            features, raw = mixed[0], (mixed[1] if raw is not None else None)
+        return arcface_loss(model, model(features, raw), labels, partner, lam)
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()  # the normaliser, on the training clips
+        self._crop_seed = int(torch.randint(0, 2**31 - 1, (1,)))  # seeded by seed_everything
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        keep = (batch["target"] == 0) & (batch["class_index"] >= 0)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(self._crop_seed + self.global_step)
+        crops, labels = self._labelled_crops(
+            batch["waveform"][keep], self._id_classes(batch["class_index"][keep]), generator
+        )
+        loss = self._loss(crops, labels, generator)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, global step "
+                f"{self.global_step}, batch {batch_idx}; stopping. The last good checkpoint is "
+                "the one saved before this step (last.ckpt); lower model.learning_rate"
+            )
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
+                 batch_size=int(keep.sum()))  # fmt: skip
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """``val/loss``: the ArcFace loss on the validation clips' sliding crops (pseudo
+        classes: on crops drawn with a fixed seed per batch, the same every epoch)."""
+        keep = (batch["target"] == 0) & (batch["class_index"] >= 0)
+        if not bool(keep.any()):
+            return
+        waveform, classes = batch["waveform"][keep], self._id_classes(batch["class_index"][keep])
+        if self.per_id > 1:
+            generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+            crops, labels = self._labelled_crops(waveform, classes, generator)
+        else:
+            crops = sliding_crops(waveform.float(), self.crop_samples, self.hop_samples)
+            labels = classes[:, None].expand(-1, crops.shape[1]).flatten()
+            crops = crops.flatten(0, 1)
+        model = self._require_model()
+        loss = arcface_loss(model, self._embed(crops), labels)
+        self.log("val/loss", loss, prog_bar=True, batch_size=int(keep.sum()), sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        optimiser = torch.optim.AdamW(
+            self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+        steps = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
+        if not math.isfinite(steps):  # no trainer, or no epoch/step limit: constant rate
+            return optimiser
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, self.learning_rate, int(steps))
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # ----------------------------------------------------------------- calibration
+    def _training_clips(self) -> DataLoader:
+        """The training clips in order, without augmentation (the fit loop's own loader is
+        shuffled; iterating it here would shift the next epoch's order)."""
+        loader = self.trainer.train_dataloader
+        return DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False,
+                          num_workers=loader.num_workers)  # fmt: skip
+
+    def on_validation_epoch_start(self) -> None:
+        """Calibrate on the training clips before validating, so ``val/loss`` measures the
+        network with the BatchNorm statistics it scores with (skipped in sanity checks)."""
+        if not self.trainer.sanity_checking:
+            self.calibrate(self._training_clips())
+
+    def on_validation_epoch_end(self) -> None:
+        """Nothing: calibrated at the epoch start, on the training clips."""
+
+    def on_train_end(self) -> None:
+        if not torch.isfinite(self.threshold):  # no validation loop ran
+            self.calibrate(self._training_clips())
+
+    @torch.no_grad()
+    def calibrate(self, loader: Any) -> float:
+        """Fit everything a checkpoint scores with on the normal clips of ``loader`` (the
+        training clips; re-iterable): BatchNorm statistics (``recalibrate_batchnorm``), the
+        kNN bank and Mahalanobis statistics per id and domain, and the threshold on the
+        clips' own held-out scores (kNN leave-one-out, Mahalanobis 5-fold cross-fit; nll
+        in-sample). Returns the threshold."""
+        model = self._require_model()
+        was_training = self.training
+        try:
+            if self.hparams.recalibrate_batchnorm:  # float32, as it scores
+                with torch.autocast(device_type=self.device.type, enabled=False):
+                    recalibrate_norms(model, self._calibration_crops(loader))
+            self.eval()
+            embeddings, logits, classes, domains = [], [], [], []
+            for batch in self._on_device(loader):
+                keep = (batch["target"] == 0) & (batch["class_index"] >= 0)
+                if bool(keep.any()):
+                    emb, lgt = self._crop_outputs(batch["waveform"][keep])
+                    embeddings.append(emb)
+                    logits.append(lgt)
+                    classes.append(self._id_classes(batch["class_index"][keep]))
+                    domains.append(batch["domain"][keep].long().clamp(0, DOMAINS - 1))
+            if not embeddings:
+                raise ValueError("no normal clips of a known machine id to calibrate on")
+            emb, cls, dom = torch.cat(embeddings), torch.cat(classes), torch.cat(domains)
+            self._fit_banks(emb, cls, dom)
+            if self.score_name == "mahalanobis":
+                scores = mahalanobis_cross_fit(emb, cls, dom)
+            else:
+                exclude = torch.arange(len(emb), device=emb.device)
+                scores = self._crop_scores(emb, torch.cat(logits), cls, exclude).mean(dim=1)
+        finally:
+            self.train(was_training)
+        finite = scores[torch.isfinite(scores)]  # a clip alone in its id is left out
+        if not finite.numel():
+            finite = self._crop_scores(emb, torch.cat(logits), cls).mean(dim=1)
+        value = fit_threshold(finite.double().cpu().numpy(), self.threshold_method,
+                              self.threshold_quantile)  # fmt: skip
+        self.threshold.fill_(value)
+        return value
+
+    def _calibration_crops(self, loader: Any) -> Any:
+        for batch in self._on_device(loader):
+            waveform = batch["waveform"][batch["target"] == 0].float()
+            crops = sliding_crops(waveform, self.crop_samples, self.hop_samples).flatten(0, 1)
+            for chunk in crops.split(CHUNK):
+                raw = chunk if self._require_model().uses_waveform else None
+                yield self.prepare_features(chunk), raw
+
+    def _fit_banks(self, embeddings: torch.Tensor, classes: torch.Tensor, domains: Any) -> None:
+        """kNN bank (unit clip embeddings) and Mahalanobis statistics from ``(N, K, E)``."""
+        clip = F.normalize(F.normalize(embeddings, dim=-1).mean(dim=1), dim=-1)
+        self.bank, self.bank_classes, self.bank_domains = clip, classes, domains
+        k = embeddings.shape[1]
+        maha = MahalanobisScorer().fit(
+            embeddings.flatten(0, 1), classes.repeat_interleave(k), domains.repeat_interleave(k)
+        )
+        means, counts, precisions = maha.tensors(self.num_ids, DOMAINS)
+        self.maha_means.copy_(means)
+        self.maha_counts.copy_(counts)
+        self.maha_precisions.copy_(precisions)

@@ -1,0 +1,198 @@
+"""The machine-id classifier through train.py, evaluate.py, predict and --explain.
+
+Small on purpose (one machine type, 3 ids x 8 training clips of 2 s, a narrow network, one
+CPU thread). The AUC floors are real: a classifier that cannot tell its ids apart fails them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from aad.checkpoints import read_checkpoint
+from aad.cli import evaluate_main, main
+from aad.cli.explain import explain_clips
+from aad.cli.predict import predict_files
+from aad.data import MachineSoundDataModule
+from aad.data.synthetic import generate_dataset
+from aad.engine.fit import fit_model, make_trainer
+from aad.metrics import binary_metrics
+from aad.models import MachineIDClassifier, load_module
+from aad.scoring import score_loader
+
+SMALL = [
+    "--model", "configs/model/classifier.yaml",
+    "--model.init_args.channels", "[16, 32, 32]",
+    "--model.init_args.embedding_dim", "32",
+    "--model.init_args.crops_per_clip", "8",
+    "--data.clip_seconds", "2.0",
+    "--data.batch_size", "8",
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false",
+    "--torch_threads", "1",
+]  # fmt: skip
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(monkeypatch: pytest.MonkeyPatch):
+    """One CPU thread (small convolutions; the fastest on a busy 2-core machine), restored."""
+    monkeypatch.chdir(REPO)  # SMALL names the model config relative to the repository
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _data(tmp: Path, ids: tuple[str, ...]) -> Path:
+    return generate_dataset(tmp, machine_types=("fan",), machine_ids=ids, n_train=8,
+                            n_test_normal=4, n_test_anomaly=4, duration_s=2.0, seed=0)  # fmt: skip
+
+
+def _train(root: Path, out: Path, *extra: str) -> Path:
+    main(["--data.root", str(root), "--trainer.default_root_dir", str(out), *SMALL, *extra])
+    (best,) = (out / "lightning_logs/version_0/checkpoints").glob("best*")
+    return best
+
+
+@pytest.fixture(scope="module")
+def ids_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """3 ids, knn score (its bank's size is set by the data: the hardest round trip)."""
+    root = _data(tmp_path_factory.mktemp("ids"), ("id_00", "id_02", "id_04"))
+    out = tmp_path_factory.mktemp("run")
+    threads = torch.get_num_threads()
+    try:
+        best = _train(root, out, "--model.init_args.score", "knn", "--trainer.max_epochs", "8")
+    finally:
+        torch.set_num_threads(threads)
+    return root, best
+
+
+def _test_scores(best: Path) -> pd.DataFrame:
+    return pd.read_csv(best.parents[1] / "test" / "scores.csv")
+
+
+def test_trains_per_type_over_ids_and_beats_chance(ids_run):
+    root, best = ids_run
+    scores = _test_scores(best)
+    assert set(scores["machine_id"]) == {"id_00", "id_02", "id_04"}
+    auc = binary_metrics(scores["target"], scores["score"])["auc"]
+    assert auc >= 0.8, auc
+    checkpoint = read_checkpoint(best)
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["class_names"] == ["id_00", "id_02", "id_04"]
+    assert hparams["label_scheme"] == "ids" and checkpoint["aad"]["score"] == "knn"
+    state = checkpoint["state_dict"]
+    assert state["model.head.weight"].shape[0] == 3
+    assert state["bank"].shape == (24, 32) and state["bank_classes"].tolist() == sorted(
+        state["bank_classes"].tolist()  # training clips in path order: id_00 .. id_04
+    )
+    assert np.isfinite(checkpoint["aad"]["threshold"])
+
+
+def test_checkpoint_round_trip_and_calibration_outside_lightning(ids_run):
+    root, best = ids_run
+    module, checkpoint = load_module(best)
+    data = MachineSoundDataModule(root=str(root), clip_seconds=2.0, batch_size=8)
+    data.setup("test")
+    scored = score_loader(module, data.test_dataloader())
+    expected = _test_scores(best).set_index("path")["score"]
+    paths = [data.records("test")[i].path for i in scored.index]
+    assert np.allclose(scored.score, expected[paths], rtol=1e-6, atol=0)  # CSV: 8 digits
+    threshold = float(module.threshold)
+    bank = module.bank.clone()
+    module.calibrate(data.loader("fit"))  # as at the checkpoint's last validation start
+    torch.testing.assert_close(module.bank, bank)
+    assert float(module.threshold) == pytest.approx(threshold, rel=1e-5)
+
+
+def test_every_score_works_from_the_checkpoint_alone(ids_run):
+    root, best = ids_run
+    data = MachineSoundDataModule(root=str(root), clip_seconds=2.0, batch_size=8)
+    data.setup("test")
+    module, _ = load_module(best)  # its banks hold every score's statistics
+    for name in ("nll", "knn", "mahalanobis"):
+        module.score_name = name
+        scored = score_loader(module, data.test_dataloader())
+        assert np.isfinite(scored.score).all()
+        assert binary_metrics(scored.target, scored.score)["auc"] >= 0.7, name
+
+
+def test_evaluate_predict_and_explain(ids_run, tmp_path: Path):
+    root, best = ids_run
+    evaluate_main(["--ckpt", str(best), "--out", str(tmp_path / "eval"), "--plots", "false"])
+    from_test = _test_scores(best)
+    from_evaluate = pd.read_csv(tmp_path / "eval" / "scores.csv")
+    assert np.array_equal(from_evaluate["score"], from_test["score"])
+    clips = from_test["path"].tolist()[:2]
+    predicted = predict_files(best, clips, tmp_path / "predict")
+    assert (predicted["status"] == "ok").all()
+    # predict does not know a loose clip's id: it is scored against its nearest id
+    assert (predicted["score"].to_numpy() <= from_test["score"].to_numpy()[:2] + 1e-5).all()
+    summary = explain_clips(best, clips[:1], tmp_path / "explain")
+    frames = pd.read_csv(tmp_path / "explain" / f"explain_{Path(clips[0]).stem}.csv")
+    assert len(frames) == 3 and frames["time_s"].tolist() == [0.5, 1.0, 1.5]  # 1 s crops, 0.5 s hop
+    assert frames["frame_score"].mean() == pytest.approx(summary["score"][0], rel=1e-4)
+    assert (tmp_path / "explain" / f"explain_{Path(clips[0]).stem}.png").is_file()
+
+
+def test_single_id_trains_on_pseudo_classes(tmp_path: Path):
+    root = _data(tmp_path / "data", ("id_00",))
+    best = _train(root, tmp_path / "run", "--model.init_args.score", "mahalanobis",
+                  "--trainer.max_epochs", "6")  # fmt: skip
+    checkpoint = read_checkpoint(best)
+    assert checkpoint["hyper_parameters"]["label_scheme"] == "pseudo"
+    assert checkpoint["state_dict"]["model.head.weight"].shape[0] == 4
+    scores = _test_scores(best)
+    assert binary_metrics(scores["target"], scores["score"])["auc"] >= 0.75
+
+
+def test_rejects_bad_settings():
+    with pytest.raises(ValueError, match=r"score must be one of \('nll', 'knn', 'mahalanobis'\)"):
+        MachineIDClassifier(score="mean")
+    with pytest.raises(ValueError, match="label_scheme 'ids' needs at least 2 machine ids"):
+        MachineIDClassifier(class_names=["id_00"], label_scheme="ids")
+
+
+class _StemDtypes(Callback):
+    """Records the dtype of the network's first block output in every training step."""
+
+    def __init__(self) -> None:
+        self.dtypes: set[torch.dtype] = set()
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        def record(layer: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            if layer.training:
+                self.dtypes.add(output.dtype)
+
+        pl_module.model.stem.register_forward_hook(record)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_trains_in_bf16_and_scores_in_float32(tmp_path: Path):
+    root = _data(tmp_path / "data", ("id_00", "id_02"))
+    data = MachineSoundDataModule(root=str(root), clip_seconds=2.0, batch_size=8)
+    (group,) = data.groups()
+    bound = data.for_group(group)
+    stem = _StemDtypes()
+    checkpoints = ModelCheckpoint(monitor="val/loss", save_last=True)
+    trainer = make_trainer({"accelerator": "gpu", "devices": 1, "max_epochs": 6,
+                            "default_root_dir": str(tmp_path), "enable_progress_bar": False,
+                            "callbacks": [stem, checkpoints]})  # fmt: skip
+    assert trainer.precision == "bf16-mixed"  # chosen automatically on CUDA
+    module = fit_model(MachineIDClassifier(channels=(16, 32, 32), embedding_dim=32), bound, trainer)
+    assert stem.dtypes == {torch.bfloat16}
+    scored = score_loader(module, bound.test_dataloader())
+    output = module.score(next(iter(bound.test_dataloader())))
+    assert output.clip_scores.dtype == torch.float32 and output.clip_scores.is_cuda
+    assert binary_metrics(scored.target, scored.score)["auc"] >= 0.75
+    loaded, _ = load_module(checkpoints.best_model_path, map_location="cuda")
+    loaded.cuda()
+    assert np.array_equal(score_loader(loaded, bound.test_dataloader()).score, scored.score)
