@@ -19,4 +19,4 @@ if __name__ == "__main__":
     except (CheckpointError, DatasetNotFoundError, LayoutNotRecognisedError,
             AudioDecodeError, ValueError, PermissionError) as error:  # fmt: skip
         sys.exit(f"error: {error}")
-    sys.exit(1 if table is not None and table.attrs.get("failures") else 0)
+    sys.exit(1 if table is not None and table.attrs.get("failures") else 0)  # a group failed

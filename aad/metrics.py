@@ -57,11 +57,12 @@ def decision_metrics(labels: np.ndarray, decisions: np.ndarray) -> dict[str, flo
     """Precision, recall and F1 of hard decisions (1 = anomaly) on labelled rows.
 
     Undefined values are NaN (``n/a`` in tables), never 0: without anomalous clips recall and
-    F1 are undefined; without any clip decided anomalous, precision is.
+    F1 are undefined; without any clip decided anomalous, precision is; clips without a
+    decision (-1) are left out.
     """
     labels = np.asarray(labels)
     decisions = np.asarray(decisions)
-    known = labels >= 0
+    known = (labels >= 0) & (decisions >= 0)  # decision -1: none (no threshold, no score)
     if not known.any() or not (labels[known] == 1).any():
         return {"precision": math.nan, "recall": math.nan, "f1": math.nan}
     precision, recall, f1, _ = precision_recall_fscore_support(

@@ -121,6 +121,11 @@ def main(args: list[str] | None = None) -> pd.DataFrame:
     names = [spec.name for spec in config.methods]
     if len(set(names)) != len(names):
         parser.error(f"every method needs a unique name; got {names}")
+    models = {spec.name for spec in config.methods if spec.model is not None}
+    for spec in config.methods:
+        if spec.latent_model is not None and spec.latent_model not in models:
+            parser.error(f"method {spec.name!r}: latent_model {spec.latent_model!r} is not a "
+                         f"model method of this config (models: {sorted(models)})")  # fmt: skip
     out = Path(config.out)
     check_writable(out)
     seed_everything(config.seed_everything, workers=True, verbose=False)

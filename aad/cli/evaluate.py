@@ -37,7 +37,8 @@ def evaluate_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="evaluate.py",
         description="Score clips with trained checkpoints: metrics, tables, plots, explanations."
-        " Subcommands: 'predict' (loose files); --compare CONFIG runs python -m aad.compare.",
+        " Subcommands (each has --help): 'predict' (loose files), 'export' (ONNX/TorchScript),"
+        " 'watch' (a live stream); --compare CONFIG runs python -m aad.compare.",
     )
     parser.add_argument(
         "--ckpt",
@@ -157,7 +158,8 @@ def evaluate_checkpoints(
 ) -> pd.DataFrame:
     """Evaluate several checkpoints into one table (one block per checkpoint label)."""
     results = [evaluate_checkpoint(path, overrides, device) for path in paths]
-    scores = pd.concat([r.clip_scores for r in results if len(r.clip_scores)], ignore_index=True)
+    scored = [r.clip_scores for r in results if len(r.clip_scores)]
+    scores = pd.concat(scored, ignore_index=True) if scored else results[0].clip_scores
     failures = pd.concat([r.failures for r in results], ignore_index=True)
     types = [set(r.clip_scores["machine_type"]) for r in results]
     overlap = sum(len(t) for t in types) != len(set().union(*types))

@@ -31,7 +31,7 @@ from aad.engine.runner import RunResult, run_groups, say
 from aad.metrics import to_markdown
 from aad.models.base import AnomalyModule
 from aad.report.plots import plot_roc_pr, plot_score_histograms
-from aad.report.tables import check_writable, write_results
+from aad.report.tables import check_writable, grouped_metrics, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
@@ -119,9 +119,9 @@ class TrainRun:
         ]
 
     def after_group(self, result: RunResult, several: bool) -> None:
-        if not rank_zero_only.rank == 0 or not self.config.evaluate:
+        if not rank_zero_only.rank == 0:
             return
-        for (_, label), method in result.methods.items():
+        for (_, label), method in result.methods.items() if self.config.evaluate else ():
             run_dir = Path(getattr(method, "run_dir", None) or self.root)
             done = run_dir / "test"
             if done.exists():
@@ -133,7 +133,7 @@ class TrainRun:
             write_results(frame, done, extra={"threshold": method.threshold})
             plot_roc_pr(frame, done)
             plot_score_histograms(frame, done, method.threshold)
-        if several:
+        if several or len(result.failures):  # a one-group run's failure is on disk too
             if self.summary_dir is None:
                 self.summary_dir = next_version_dir(self.root / "lightning_logs" / "summary")
             runs = {
@@ -149,7 +149,10 @@ class TrainRun:
 
 
 def main(args: list[str] | None = None) -> pd.DataFrame | None:
-    """Parse (up front: config, data, splits, clip screening), fit each group, print a table."""
+    """Parse (up front: config, data, splits, clip screening), fit each group, print a table.
+
+    Returns the metrics table (empty when nothing was scored; None on DDP ranks other than
+    0); ``table.attrs["failures"]`` counts the groups that failed."""
     quiet_lightning(banners=True)
     cli = AADCLI(args=args)
     data: MachineSoundDataModule = cli.datamodule
@@ -166,17 +169,17 @@ def main(args: list[str] | None = None) -> pd.DataFrame | None:
         data,
         lambda group: run.build(group, several),
         after_group=lambda r: run.after_group(r, several),
-        evaluate=bool(cli.config.evaluate),
+        evaluate=bool(cli.config.evaluate) and rank_zero_only.rank == 0,  # rank 0 scores
     )
     if rank_zero_only.rank != 0:
         return None
+    table = grouped_metrics(result.clip_scores) if len(result.clip_scores) else pd.DataFrame()
+    table.attrs["failures"] = len(result.failures)
     if len(result.failures):
-        say("\nFailed (the run went on without them):\n" + to_markdown(result.failures))
-    if not cli.config.evaluate or not len(result.clip_scores):
-        return None
-    from aad.report.tables import grouped_metrics
-
-    table = grouped_metrics(result.clip_scores)
+        say(f"\nFailed (the run went on without them; {run.summary_dir}/failures.csv):\n"
+            + to_markdown(result.failures))  # fmt: skip
+    if table.empty:
+        return table
     where = run.summary_dir or next(
         (Path(str(m.run_dir)) / "test" for m in result.methods.values()), Path(".")
     )

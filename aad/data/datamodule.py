@@ -153,6 +153,7 @@ class MachineSoundDataModule(L.LightningDataModule):
         self.seed = seed
         self.strict = strict
         self.group: Group | None = None
+        self._class_names: list[str] | None = None
         self.num_samples: int | None = None
         self._groups: list[Group] | None = None
 
@@ -191,25 +192,37 @@ class MachineSoundDataModule(L.LightningDataModule):
         return borrow_test_normals(manifest, self.hparams.train_from_test, self.seed)
 
     def groups(self) -> list[Group]:
-        """Screened groups of clips, one model each (computed once)."""
+        """Screened groups of clips, one model each (computed once): bad clips are left out
+        before the split rules run, so every group's counts and notes are what it trains on."""
         if self._groups is None:
             self.prepare_data()
             hp = self.hparams
+            manifest, skipped = self._screen(self.manifest())
             groups = make_groups(
-                self.manifest(),
+                manifest,
                 per_id=hp.per_id,
                 protocol=hp.protocol,
                 train_fraction=hp.train_fraction,
                 val_fraction=hp.val_fraction,
                 seed=self.seed,
             )
-            self._groups = self._screen(groups)
+            for group in groups:
+                group.skipped = [
+                    (record, reason)
+                    for record, reason in skipped
+                    if record.machine_type == group.machine_type
+                    and group.machine_id in (None, record.machine_id)
+                ]
+            self._groups = groups
         return self._groups
 
-    def _screen(self, groups: list[Group]) -> list[Group]:
-        fitting = {r.path: r for g in groups for r in [*g.train, *g.val]}
-        testing = {r.path: r for g in groups for r in g.test if r.path not in fitting}
-        records = [*fitting.values(), *testing.values()]
+    def _screen(self, manifest: Manifest) -> tuple[Manifest, list[tuple[ClipRecord, str]]]:
+        """``(good clips, skipped test clips with their reason)``; one warning for all."""
+        study = self.hparams.protocol == "study"
+        fitting = [r for r in manifest if r.label == "normal" and (study or r.split == "train")]
+        chosen = {r.path for r in fitting}
+        testing = [r for r in manifest if r.path not in chosen]
+        records = [*fitting, *testing]
         if self.clip_seconds is None:  # the median length of the clips whose header reads
             records = screen_clips(
                 records, self.sample_rate, self.channel, decode=False, progress=False
@@ -217,15 +230,10 @@ class MachineSoundDataModule(L.LightningDataModule):
         length = clip_length(self.clip_seconds, self.sample_rate, records)
         minimum = int(length * MIN_CLIP_FRACTION)
         screens = [
-            screen_clips(
-                records.values(),
-                self.sample_rate,
-                self.channel,
-                min_samples=minimum,
-                reject_silent=silent,
-            )
-            for records, silent in ((fitting, True), (testing, False))
-        ]
+            screen_clips(clips, self.sample_rate, self.channel, min_samples=minimum,
+                         reject_silent=silent)
+            for clips, silent in ((fitting, True), (testing, False))
+        ]  # fmt: skip
         rejected = [r for screen in screens for r in screen.rejected]
         if rejected:
             message = screens[0].describe("training clips") if screens[0].rejected else ""
@@ -245,28 +253,21 @@ class MachineSoundDataModule(L.LightningDataModule):
                 f"resampled to {self.sample_rate} Hz when loaded",
                 stacklevel=2,
             )
-        reasons = {r.record.path: r.reason for r in rejected}
-
-        def keep(records: list[ClipRecord]) -> list[ClipRecord]:
-            return [r for r in records if r.path not in reasons]
-
         self.num_samples = length
-        return [
-            Group(
-                g.machine_type,
-                g.machine_id,
-                keep(g.train),
-                keep(g.val),
-                keep(g.test),
-                g.notes,
-                [(r, reasons[r.path]) for r in g.test if r.path in reasons],
-            )
-            for g in groups
-        ]
+        bad = {r.record.path for r in rejected}
+        good = Manifest(r for r in manifest if r.path not in bad)
+        return good, [(r.record, r.reason) for r in screens[1].rejected]
 
-    def for_group(self, group: Group, sample_rate: int | None = None) -> MachineSoundDataModule:
+    def for_group(
+        self,
+        group: Group,
+        sample_rate: int | None = None,
+        class_names: list[str] | None = None,
+    ) -> MachineSoundDataModule:
         """A new DataModule bound to one group (at ``sample_rate``, e.g. a model's own rate);
-        its hparams (written into checkpoints) name the group's machine type and id."""
+        its hparams (written into checkpoints) name the group's machine type and id.
+        ``class_names``: the ids ``batch["class_index"]`` counts in (default: the group's
+        training ids; a trained classifier passes its own, so other data keeps its ids)."""
         rate = sample_rate or self.sample_rate
         own = {k: v for k, v in self.hparams.items() if not str(k).startswith("_")}
         bound = MachineSoundDataModule(
@@ -279,6 +280,7 @@ class MachineSoundDataModule(L.LightningDataModule):
         )
         bound.batch_size, bound.num_workers = self.batch_size, self.num_workers
         bound.group, bound._groups = group, [group]
+        bound._class_names = list(class_names) if class_names else None
         records = [*group.train, *group.test] or group.val
         bound.num_samples = clip_length(bound.clip_seconds, rate, records)
         return bound
@@ -310,7 +312,7 @@ class MachineSoundDataModule(L.LightningDataModule):
         """The bound group's training machine ids (``batch["class_index"]`` indexes them)."""
         if self.group is None:
             raise RuntimeError("call setup() or for_group() before class_names")
-        return self.group.class_names
+        return self._class_names or self.group.class_names
 
     def records(self, stage: str) -> list[ClipRecord]:
         """Records of a stage (fit/validate/test/predict), aligned with batch ``index``."""
@@ -330,7 +332,7 @@ class MachineSoundDataModule(L.LightningDataModule):
     def dataset(self, stage: str, records: Sequence[ClipRecord] | None = None) -> ClipDataset:
         """The stage's clips (or ``records``) as a dataset, cut to this data's clip length."""
         chosen = self.records(stage) if records is None else records
-        class_names = self.group.class_names if self.group is not None else ()
+        class_names = self.class_names if self.group is not None else ()
         return ClipDataset(chosen, self.sample_rate, self.num_samples, self.channel, class_names)
 
     def loader(

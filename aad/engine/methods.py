@@ -102,7 +102,8 @@ class ModelMethod:
     def bind(self, data: MachineSoundDataModule) -> MachineSoundDataModule:
         """The group's data at this model's sample rate (and batch size)."""
         assert data.group is not None, "bind the data to a group first (for_group)"
-        bound = data.for_group(data.group, sample_rate=self.module.sample_rate)
+        trained_on = getattr(self.module.hparams, "class_names", None)  # a trained classifier
+        bound = data.for_group(data.group, self.module.sample_rate, class_names=trained_on)
         if self.batch_size:
             bound.batch_size = self.batch_size
         return bound

@@ -34,7 +34,8 @@ def clip_table(
     method: str = "",
     status: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Per-clip rows (:data:`SCORE_COLUMNS`); a NaN score is never a decision."""
+    """Per-clip rows (:data:`SCORE_COLUMNS`); decision -1 (none) for a NaN score or when
+    there is no threshold."""
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) != len(records):
         raise ValueError(f"{len(scores)} scores for {len(records)} clips")
@@ -60,6 +61,8 @@ def clip_table(
         columns=list(SCORE_COLUMNS),
     )
     frame.loc[~finite, "decision"] = -1
+    if not np.isfinite(threshold):  # no threshold (training stopped before validation)
+        frame["decision"] = -1
     return frame
 
 

@@ -180,7 +180,7 @@ class CheckpointScorer:
         if not seconds:
             raise ValueError(
                 f"{path} was trained on whole clips of unrecorded length (data.clip_seconds "
-                "null): give the window length (--clip_seconds)"
+                "null): give the window length (watch --window_seconds)"
             )
         self.clip_samples = int(round(float(seconds) * self.sample_rate))
         self.min_samples = self.module.features.min_samples()

@@ -193,7 +193,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     monkeypatch.setattr(LSTMAE, "training_loss", poisoned)
     table = _fit(synthetic_root, tmp_path, "--data.machine_type", "fan",
                  "--trainer.max_epochs", "3")  # fmt: skip
-    assert table is None  # the only group failed: a failure row, no table
+    assert table.empty and table.attrs["failures"] == 1  # train.py exits 1
+    failures = pd.read_csv(tmp_path / "lightning_logs/summary/version_0/failures.csv")
+    assert failures["reason"].str.contains("NonFiniteLossError: training loss is nan").all()
     printed = capsys.readouterr().out
     assert "FAILED: NonFiniteLossError: training loss is nan at epoch 1, global step" in printed
     last = tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt"

@@ -103,7 +103,8 @@ def test_model_configs(path: Path) -> None:
     assert f"{type(model).__module__.rsplit('.', 2)[0]}.{type(model).__name__}" == class_path
     if class_path == "aad.models.DCASEAE":  # its own defaults, not the LSTM-AE's it replaces
         own = inspect.signature(type(model).__init__).parameters
-        assert model.input_dim == 640
+        sizes = (model.hparams.hidden_size, model.hparams.latent_size)
+        assert model.input_dim == 640 and sizes == (128, 8)  # the baseline's, not the LSTM's
         assert (model.score_name, model.top_k, model.learning_rate) == (
             own["score"].default, own["top_k"].default, own["learning_rate"].default)  # fmt: skip
 
@@ -227,6 +228,13 @@ def test_means_are_88_dims_and_flatten_3132(study, extractor):
         parts = extractor.forward_parts(0.1 * torch.randn(1, TEN_SECONDS))
     assert {k: tuple(v.shape) for k, v in parts.items()} == {
         "mel": (1, 12, 64), "mfcc": (1, 134, 12), "cens": (1, 63, 12)}  # fmt: skip
+
+
+def test_the_preset_embedding_is_seed_study_config(study):
+    from aad.features.config import seed_study_config
+
+    preset = FeatureConfig.from_dict(study.embedding.features)
+    assert preset.signature() == seed_study_config().signature()
 
 
 def test_study_methods_and_data(study):

@@ -185,7 +185,7 @@ def test_clip_table() -> None:
     assert given["status"].tolist() == ["error: truncated", "ok"]
     assert given["decision"].tolist() == [-1, 1]
     no_threshold = clip_table(records[:2], [0.2, 0.9], math.nan)
-    assert no_threshold["decision"].tolist() == [0, 0]
+    assert no_threshold["decision"].tolist() == [-1, -1]  # no threshold: no decision (n/a)
     with pytest.raises(ValueError, match="3 scores for 4 clips"):
         clip_table(records, [0.1, 0.2, 0.3], 0.5)
     assert failure_row("m", "fan/id_00", KeyError("x")) == {
