@@ -92,7 +92,8 @@ def test_export_matches_evaluate(fmt: str, trained: Path, evaluated: pd.DataFram
     assert meta["threshold"] == checkpoint["aad"]["threshold"]
     assert meta["feature_signature"] == checkpoint["aad"]["feature_signature"]
     assert (meta["sample_rate"], meta["clip_seconds"], meta["machine_type"]) == (16000, 2.0, "fan")
-    assert (meta["score"], meta["aad_version"]) == ("mean", checkpoint["aad"]["aad_version"])
+    assert (meta["score"], meta["aad_version"]) == (checkpoint["aad"]["score"],
+                                                    checkpoint["aad"]["aad_version"])  # fmt: skip
     assert meta["model_class"].endswith("LSTMAE") and meta["parity"]["max_relative_gap"] < RTOL
     scores = model.score(_clips(evaluated))
     assert scores.frame_scores.shape == (len(evaluated), 63)
