@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from aad.data.audio import clip_num_samples
-from aad.data.datamodule import ClipDataset
+from aad.data.dataset import ClipDataset
 from aad.data.manifest import ClipRecord
 from aad.features import FeatureConfig, FeatureExtractor, clip_embedding
 

@@ -25,7 +25,7 @@ _EXPORTS = {
     "make_groups": "aad.data.splits",
     "generate_dataset": "aad.data.synthetic",
     "generate_if_missing": "aad.data.synthetic",
-    "ClipDataset": "aad.data.datamodule",
+    "ClipDataset": "aad.data.dataset",
     "MachineSoundDataModule": "aad.data.datamodule",
 }
 __all__ = sorted(_EXPORTS)

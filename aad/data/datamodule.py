@@ -1,4 +1,4 @@
-"""Waveform batches for Lightning: ``ClipDataset`` and ``MachineSoundDataModule``.
+"""``MachineSoundDataModule``: screened groups of clips as waveform batches for Lightning.
 
 Batches are dicts: ``waveform`` float32 (B, S), ``target`` int64 (B,) (1 anomaly, 0 normal,
 -1 unknown), ``index`` int64 (B,) into ``datamodule.records(stage)``, ``class_index`` int64 (B,)
@@ -9,22 +9,16 @@ are computed on the device.
 
 from __future__ import annotations
 
-import statistics
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from aad.data.audio import (
-    AudioDecodeError,
-    check_channel,
-    clip_lengths,
-    load_waveform,
-    screen_clips,
-)
+from aad.data.audio import AudioDecodeError, check_channel, screen_clips
+from aad.data.dataset import ClipDataset, clip_length
 from aad.data.manifest import ClipRecord, Manifest
 from aad.data.readers import list_machine_types, read_manifest
 from aad.data.splits import PROTOCOLS, Group, borrow_test_normals, make_groups
@@ -35,57 +29,7 @@ STAGE_ALIASES = {"train": "fit", "val": "validate", "validation": "validate"}
 MIN_CLIP_FRACTION = 0.5
 """Clips shorter than this share of the clip length are refused (training, test, predict):
 zero-padding them would score mostly silence."""
-DOMAINS = {"source": 0, "target": 1}
 ALL = ("all", "", None)
-
-
-class ClipDataset(Dataset):
-    """Clips decoded on access (see the module docstring for the item fields).
-
-    A clip that fails to decode raises :class:`AudioDecodeError` naming the clip.
-    """
-
-    def __init__(
-        self,
-        records: Sequence[ClipRecord],
-        sample_rate: int = 16000,
-        num_samples: int | None = None,
-        channel: int | str = 0,
-        class_names: Sequence[str] = (),
-    ) -> None:
-        self.records = list(records)
-        self.sample_rate = sample_rate
-        self.num_samples = num_samples
-        self.channel = channel
-        self.class_index = {name: i for i, name in enumerate(class_names)}
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        record = self.records[index]
-        try:
-            waveform = load_waveform(record.path, self.sample_rate, self.channel, self.num_samples)
-        except AudioDecodeError:
-            raise
-        except Exception as err:  # anything else still names the clip
-            raise AudioDecodeError(f"cannot load {record.path}: {err}") from err
-        return {
-            "waveform": waveform,
-            "target": torch.tensor(record.target, dtype=torch.int64),
-            "index": torch.tensor(index, dtype=torch.int64),
-            "class_index": torch.tensor(self.class_index.get(record.machine_id, -1)),
-            "domain": torch.tensor(DOMAINS.get(record.domain, -1), dtype=torch.int64),
-        }
-
-
-def clip_length(clip_seconds: float | None, sample_rate: int, records: Sequence[ClipRecord]) -> int:
-    """Samples per clip: ``clip_seconds`` at ``sample_rate``, else the median clip length."""
-    if clip_seconds is not None:
-        return int(round(clip_seconds * sample_rate))
-    if not records:
-        raise ValueError("clip_seconds is null and there are no clips to measure")
-    return int(statistics.median_low(clip_lengths(records, sample_rate)))
 
 
 class MachineSoundDataModule(L.LightningDataModule):

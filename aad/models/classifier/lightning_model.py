@@ -15,7 +15,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from aad.models.base import AnomalyModule, NonFiniteLossError
@@ -26,16 +25,10 @@ from aad.models.classifier.augment import (
     random_crops,
     sliding_crops,
 )
-from aad.models.classifier.scoring import (
-    MahalanobisScorer,
-    knn_shares,
-    mahalanobis_cross_fit,
-    mahalanobis_shares,
-    own_class_nll,
-)
+from aad.models.classifier.calibration import CHUNK, DOMAINS, ClassifierCalibration
+from aad.models.classifier.scoring import knn_shares, mahalanobis_shares, own_class_nll
 from aad.models.classifier.torch_model import MachineClassifier, arcface_loss
-from aad.models.classifier.torch_model import recalibrate_batchnorm as recalibrate_norms
-from aad.thresholds import DEFAULT_METHOD, DEFAULT_QUANTILE, fit_threshold
+from aad.thresholds import DEFAULT_METHOD, DEFAULT_QUANTILE
 
 CLASSIFIER_SCORES = ("nll", "knn", "mahalanobis")
 LABEL_SCHEMES = ("auto", "ids", "pseudo")
@@ -44,11 +37,9 @@ CLASSIFIER_FEATURES: dict[str, Any] = {
     "mel": {"n_mels": 64},
     "stft": {"pad_mode": "reflect"},
 }
-DOMAINS = 2  # source, target (batch domain -1 counts as source)
-CHUNK = 256  # crops per forward pass when scoring
 
 
-class MachineIDClassifier(AnomalyModule):
+class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
     """Machine-id classifier (MobileFaceNet-style CNN, ArcFace) over 1 s log-mel crops.
 
     Args:
@@ -327,87 +318,3 @@ class MachineIDClassifier(AnomalyModule):
             return optimiser
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, self.learning_rate, int(steps))
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    # ----------------------------------------------------------------- calibration
-    def _training_clips(self) -> DataLoader:
-        """The training clips in order, without augmentation (the fit loop's own loader is
-        shuffled; iterating it here would shift the next epoch's order)."""
-        loader = self.trainer.train_dataloader
-        return DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False,
-                          num_workers=loader.num_workers)  # fmt: skip
-
-    def on_validation_epoch_start(self) -> None:
-        """Calibrate on the training clips before validating, so ``val/loss`` measures the
-        network with the BatchNorm statistics it scores with (skipped in sanity checks)."""
-        if not self.trainer.sanity_checking:
-            self.calibrate(self._training_clips())
-
-    def on_validation_epoch_end(self) -> None:
-        """Nothing: calibrated at the epoch start, on the training clips."""
-
-    def on_train_end(self) -> None:
-        if not torch.isfinite(self.threshold):  # no validation loop ran
-            self.calibrate(self._training_clips())
-
-    @torch.no_grad()
-    def calibrate(self, loader: Any) -> float:
-        """Fit everything a checkpoint scores with on the normal clips of ``loader`` (the
-        training clips; re-iterable): BatchNorm statistics (``recalibrate_batchnorm``), the
-        kNN bank and Mahalanobis statistics per id and domain, and the threshold on the
-        clips' own held-out scores (kNN leave-one-out, Mahalanobis 5-fold cross-fit; nll
-        in-sample). Returns the threshold."""
-        model = self._require_model()
-        was_training = self.training
-        try:
-            if self.hparams.recalibrate_batchnorm:  # float32, as it scores
-                with torch.autocast(device_type=self.device.type, enabled=False):
-                    recalibrate_norms(model, self._calibration_crops(loader))
-            self.eval()
-            embeddings, logits, classes, domains = [], [], [], []
-            for batch in self._on_device(loader):
-                keep = (batch["target"] == 0) & (batch["class_index"] >= 0)
-                if bool(keep.any()):
-                    emb, lgt = self._crop_outputs(batch["waveform"][keep])
-                    embeddings.append(emb)
-                    logits.append(lgt)
-                    classes.append(self._id_classes(batch["class_index"][keep]))
-                    domains.append(batch["domain"][keep].long().clamp(0, DOMAINS - 1))
-            if not embeddings:
-                raise ValueError("no normal clips of a known machine id to calibrate on")
-            emb, cls, dom = torch.cat(embeddings), torch.cat(classes), torch.cat(domains)
-            self._fit_banks(emb, cls, dom)
-            if self.score_name == "mahalanobis":
-                scores = mahalanobis_cross_fit(emb, cls, dom)
-            else:
-                exclude = torch.arange(len(emb), device=emb.device)
-                scores = self._crop_scores(emb, torch.cat(logits), cls, exclude).mean(dim=1)
-        finally:
-            self.train(was_training)
-        finite = scores[torch.isfinite(scores)]  # a clip alone in its id is left out
-        if not finite.numel():
-            finite = self._crop_scores(emb, torch.cat(logits), cls).mean(dim=1)
-        value = fit_threshold(finite.double().cpu().numpy(), self.threshold_method,
-                              self.threshold_quantile)  # fmt: skip
-        self.threshold.fill_(value)
-        return value
-
-    def _calibration_crops(self, loader: Any) -> Any:
-        for batch in self._on_device(loader):
-            waveform = batch["waveform"][batch["target"] == 0].float()
-            crops = sliding_crops(waveform, self.crop_samples, self.hop_samples).flatten(0, 1)
-            for chunk in crops.split(CHUNK):
-                raw = chunk if self._require_model().uses_waveform else None
-                yield self.prepare_features(chunk), raw
-
-    def _fit_banks(self, embeddings: torch.Tensor, classes: torch.Tensor, domains: Any) -> None:
-        """kNN bank (unit clip embeddings) and Mahalanobis statistics from ``(N, K, E)``."""
-        clip = F.normalize(F.normalize(embeddings, dim=-1).mean(dim=1), dim=-1)
-        self.bank, self.bank_classes, self.bank_domains = clip, classes, domains
-        k = embeddings.shape[1]
-        maha = MahalanobisScorer().fit(
-            embeddings.flatten(0, 1), classes.repeat_interleave(k), domains.repeat_interleave(k)
-        )
-        means, counts, precisions = maha.tensors(self.num_ids, DOMAINS)
-        self.maha_means.copy_(means)
-        self.maha_counts.copy_(counts)
-        self.maha_precisions.copy_(precisions)
