@@ -247,7 +247,9 @@ def _compute(
     if progress and len(loader) > 1:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(loader, desc=f"embeddings ({source})", unit="batch", leave=False)
+        iterator = tqdm(
+            loader, desc=f"embeddings ({source})", unit="batch", leave=False, disable=None
+        )  # no bar when the output is not a terminal
     try:
         for batch_of_clips in iterator:
             waveform = batch_of_clips["waveform"].to(device)
