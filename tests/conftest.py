@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AAD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -46,3 +47,13 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         duration_s=2.0,
         seed=0,
     )
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: small models and feature batches run fastest so on 2 cores
+    (more threads contend). Modules opt in with ``pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

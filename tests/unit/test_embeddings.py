@@ -21,14 +21,7 @@ from aad.embeddings import (
 )
 from aad.features import FeatureConfig, FeatureExtractor, clip_embedding
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Feature extraction on small batches runs fastest on one thread on this 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,7 @@ from aad.models import LSTMAE
 SMALL_EMBEDDING = {"features": ["mel"], "mel": {"n_mels": 16}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()

@@ -29,13 +29,7 @@ SMALL_FEATURES = {"features": ["mel"], "mel": {"n_mels": 16}}
 TINY = {"features": ["mel"], "mel": {"n_mels": 6}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models train many times faster on one thread (more threads contend on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(**kwargs) -> LSTMAE:

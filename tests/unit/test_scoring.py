@@ -13,13 +13,7 @@ from aad.data.audio import load_waveform
 from aad.models import LSTMAE
 from aad.scoring import SCORES, ErrorCovariance, pool_frames, score_loader
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import lightning as L
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from aad.data.audio import AudioDecodeError
 from aad.data.datamodule import MachineSoundDataModule
@@ -277,15 +276,6 @@ def _short_fit(root: Path) -> tuple[Any, MachineSoundDataModule]:
                             "num_sanity_val_steps": 0})  # fmt: skip
     bound = data.for_group(group)
     return fit_model(module, bound, trainer), bound
-
-
-@pytest.fixture()
-def one_thread():
-    """Small models train many times faster on one thread (more threads contend on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_a_silent_training_clip_does_not_move_the_threshold(
