@@ -54,10 +54,10 @@ DIFFICULTIES: dict[str, Difficulty] = {
     "hard": Difficulty(
         snr_db=-6.0,
         severity_db=(-20.0, -10.0),
-        fault_scale=0.3,
-        fault_scales={"imbalance": 1.0, "seat_wear": 0.2, "stopper_impact": 0.15},
-        severity_offsets_db={"rattle": -3.0, "squeal": -3.0},
-        spread=3.0,
+        fault_scale=0.5,
+        fault_scales={"imbalance": 1.0},
+        severity_offsets_db={"blade_rub": 6.0, "bearing": 3.0},  # low in the noise otherwise
+        spread=1.5,
         snr_spread_db=3.0,
     ),
 }
