@@ -1,9 +1,11 @@
 """``evaluate.py export``: one file from raw 16 kHz PCM to anomaly scores, plus its JSON.
 
     evaluate.py export --ckpt CKPT --format onnx|torchscript --out DIR [--clip_seconds S]
+    evaluate.py export --ckpt CLASSIFIER_CKPT --machine_id id_00 --out DIR
     evaluate.py export --detector DET.npz [--embedding.features ...] --format onnx --out DIR
 
-A checkpoint (LSTM-AE or DCASE AE, any ``score``) becomes ``DIR/<name>.onnx`` (or ``.pt``)
+A checkpoint (LSTM-AE or DCASE AE with any ``score``; the machine-id classifier with score
+``mahalanobis`` or ``nll``, for one id or the nearest id) becomes ``DIR/<name>.onnx`` (or ``.pt``)
 holding the feature front-end, normalisation statistics, model and score pooling, and
 ``DIR/<name>.json`` (threshold, sample rate, clip length, feature signature, aad version,
 machine type, score). The file is run with the runtime it names on probe clips and checked
@@ -39,6 +41,12 @@ def export_parser() -> ArgumentParser:
         type=float | None,
         default=None,
         help="window the model scores (default: the checkpoint's data.clip_seconds)",
+    )
+    parser.add_argument(
+        "--machine_id",
+        type=str | None,
+        default=None,
+        help="machine-id classifier: the id the file scores (default: the nearest id)",
     )
     parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset (>= 17)")
     parser.add_class_arguments(EmbeddingConfig, "embedding", help="a detector's embedding")
@@ -127,6 +135,7 @@ def main(argv: list[str] | None = None) -> ExportResult:
             args.out,
             name=args.name or "model",
             clip_seconds=args.clip_seconds,
+            machine_id=args.machine_id,
             opset=args.opset,
         )
     meta = result.meta

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from aad.checkpoints import aad_version, data_config, load_module
+from aad.export.classifier_graph import ClassifierGraph, classifier_class
 from aad.export.graph import EmbeddingGraph, ScoringGraph, class_path, min_samples
 from aad.export.onnx import OPSET, write_onnx
 from aad.export.runtime import ExportedModel
@@ -22,6 +23,7 @@ from aad.features.extractor import FeatureExtractor
 from aad.features.pooling import clip_embedding
 from aad.models.base import AnomalyModule
 
+CLASSIFIER = "aad.models.classifier.lightning_model.MachineIDClassifier"
 PARITY_RTOL = 1e-4
 """Exported vs PyTorch scores: ``|a - b| <= PARITY_RTOL * max(|b|) + 1e-6`` (float32)."""
 
@@ -110,10 +112,16 @@ def export_module(
     source: str = "",
     opset: int = OPSET,
 ) -> ExportResult:
-    """Write ``out/<name>.{onnx,pt}`` and ``out/<name>.json`` for a trained module."""
+    """Write ``out/<name>.{onnx,pt}`` and ``out/<name>.json`` for a trained module. For the
+    machine-id classifier ``machine_id`` is the id the file scores (None: the nearest id)."""
     module = module.cpu().eval()
-    graph = ScoringGraph(module).eval()
-    need = min_samples(module)
+    classifier = class_path(module) == CLASSIFIER
+    if classifier:  # scores one id (baked in) or, with machine_id None, the nearest id
+        graph: nn.Module = ClassifierGraph(module, machine_id).eval()
+        need = max(int(module.crop_samples), module.features.min_samples())
+    else:
+        graph = ScoringGraph(module).eval()
+        need = min_samples(module)
     rate = module.sample_rate
     clip_samples = int(round(clip_seconds * rate))
     if clip_samples < need:
@@ -127,6 +135,8 @@ def export_module(
     _write(graph, fmt, model_path, example, need, ("clip_scores", "frame_scores"), opset)
     first = module.feature_config.features[0]
     step, offset = _frame_grid(module.features, first, module.feature_config.stack_frames)
+    if classifier:  # one score per crop, centred on it
+        step, offset = float(module.hop_samples), module.crop_samples / 2
     threshold = float(module.threshold)
     meta = ExportMeta(
         format=fmt,
@@ -160,7 +170,11 @@ def export_module(
     exported = ExportedModel(meta, model_path, threads=1)
 
     def reference(waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        output = module.score({"waveform": waveform})  # THE scoring path
+        batch = {"waveform": waveform}
+        if classifier:
+            index = classifier_class(module, machine_id)
+            batch["class_index"] = torch.full((len(waveform),), index, dtype=torch.long)
+        output = module.score(batch)  # THE scoring path
         return output.clip_scores, output.frame_scores
 
     with torch.no_grad():
@@ -183,9 +197,11 @@ def export_checkpoint(
     *,
     name: str = "model",
     clip_seconds: float | None = None,
+    machine_id: str | None = None,
     opset: int = OPSET,
 ) -> ExportResult:
-    """Load ``ckpt`` with ``aad.checkpoints.load_module`` and export it (see export_module)."""
+    """Load ``ckpt`` with ``aad.checkpoints.load_module`` and export it (see export_module);
+    ``machine_id``: the id a machine-id classifier scores (default: the nearest id)."""
     module, checkpoint = load_module(ckpt)
     data = data_config(checkpoint, {})
     seconds = clip_seconds or data.get("clip_seconds")
@@ -201,7 +217,7 @@ def export_checkpoint(
         clip_seconds=float(seconds),
         name=name,
         machine_type=data.get("machine_type"),
-        machine_id=data.get("machine_id"),
+        machine_id=machine_id or data.get("machine_id"),
         source=str(ckpt),
         opset=opset,
     )

@@ -38,7 +38,8 @@ EXPORTABLE = (
     "aad.models.lstm_ae.lightning_model.LSTMAE",
     "aad.models.dcase_ae.lightning_model.DCASEAE",
 )
-"""Model classes :func:`build_graph` exports (the classifier is not yet exportable)."""
+"""Model classes :class:`ScoringGraph` exports (the machine-id classifier has its own graph,
+:class:`aad.export.classifier_graph.ClassifierGraph`)."""
 
 
 def class_path(obj: Any) -> str:

@@ -20,8 +20,10 @@ from aad.cli import evaluate_main, main
 from aad.cli.explain import explain_clips
 from aad.cli.predict import predict_files
 from aad.data import MachineSoundDataModule
+from aad.data.audio import load_waveform
 from aad.data.synthetic import generate_dataset
 from aad.engine.fit import fit_model, make_trainer
+from aad.export.graph import NotExportableError
 from aad.metrics import binary_metrics
 from aad.models import MachineIDClassifier, load_module
 from aad.scoring import score_loader
@@ -140,6 +142,38 @@ def test_evaluate_predict_and_explain(ids_run, tmp_path: Path):
     assert len(frames) == 3 and frames["time_s"].tolist() == [0.5, 1.0, 1.5]  # 1 s crops, 0.5 s hop
     assert frames["frame_score"].mean() == pytest.approx(summary["score"][0], rel=1e-4)
     assert (tmp_path / "explain" / f"explain_{Path(clips[0]).stem}.png").is_file()
+
+
+@pytest.mark.parametrize(("fmt", "score"), [("onnx", "mahalanobis"), ("torchscript", "nll")])
+def test_export_scores_one_id_as_evaluate_does(ids_run, fmt: str, score: str, tmp_path: Path):
+    """Issue 13: the exported classifier (crops, log-mel, CNN, score inside) gives the
+    module's scores for the id it was exported for, and the nearest-id scores without one."""
+    from aad.export import load_exported
+    from aad.export.exporter import export_module
+
+    if fmt == "onnx":
+        for name in ("onnx", "onnxscript", "onnxruntime"):
+            pytest.importorskip(name)
+    root, best = ids_run
+    module, _ = load_module(best)
+    module.score_name = score
+    clips = sorted((root / "fan" / "test").glob("*_id_02_*.wav"))
+    pcm = torch.stack([load_waveform(p, 16000, 0, None) for p in clips])
+    for machine_id, index in (("id_02", 1), (None, -1)):
+        out = tmp_path / f"{machine_id}"
+        result = export_module(module, fmt, out, clip_seconds=2.0, machine_id=machine_id)
+        assert result.meta.machine_id == machine_id and result.meta.min_samples == 16000
+        got = load_exported(result.meta_path).score(pcm.numpy())
+        classes = torch.full((len(clips),), index, dtype=torch.long)
+        want = module.score({"waveform": pcm, "class_index": classes})
+        scale = float(want.clip_scores.abs().max())
+        np.testing.assert_allclose(got.clip_scores, want.clip_scores, atol=1e-4 * scale + 1e-6)
+        np.testing.assert_allclose(got.frame_scores, want.frame_scores, atol=1e-4 * scale + 1e-6)
+    with pytest.raises(NotExportableError, match="'id_09' is not one the classifier"):
+        export_module(module, fmt, tmp_path / "x", clip_seconds=2.0, machine_id="id_09")
+    module.score_name = "knn"
+    with pytest.raises(NotExportableError, match="'knn' score is not exportable"):
+        export_module(module, fmt, tmp_path / "y", clip_seconds=2.0)
 
 
 def test_single_id_trains_on_pseudo_classes(tmp_path: Path):
