@@ -148,7 +148,7 @@ def test_evaluate_predict_and_explain(ids_run, tmp_path: Path):
 def test_export_scores_one_id_as_evaluate_does(ids_run, fmt: str, score: str, tmp_path: Path):
     """Issue 13: the exported classifier (crops, log-mel, CNN, score inside) gives the
     module's scores for the id it was exported for, and the nearest-id scores without one."""
-    from aad.export import load_exported
+    from aad.export import load_exported, load_scorer
     from aad.export.exporter import export_module
 
     if fmt == "onnx":
@@ -169,6 +169,11 @@ def test_export_scores_one_id_as_evaluate_does(ids_run, fmt: str, score: str, tm
         scale = float(want.clip_scores.abs().max())
         np.testing.assert_allclose(got.clip_scores, want.clip_scores, atol=1e-4 * scale + 1e-6)
         np.testing.assert_allclose(got.frame_scores, want.frame_scores, atol=1e-4 * scale + 1e-6)
+    if score == "mahalanobis":  # watch --ckpt: the checkpoint scores a stream's nearest id
+        scorer = load_scorer(best)
+        scorer.module.score_name = score  # trained with knn; every score's statistics inside
+        from_checkpoint = scorer.score(pcm.numpy()).clip_scores
+        np.testing.assert_allclose(from_checkpoint, want.clip_scores, rtol=1e-6)
     with pytest.raises(NotExportableError, match="'id_09' is not one the classifier"):
         export_module(module, fmt, tmp_path / "x", clip_seconds=2.0, machine_id="id_09")
     module.score_name = "knn"
