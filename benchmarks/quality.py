@@ -30,9 +30,11 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,11 +93,11 @@ HEADER = (
 )
 
 TIMING_NOTE = (
-    "seconds: wall clock of each part. Per set, aad's compare (a subprocess on one torch "
-    "thread) runs while the peers run one after another in this process (one torch thread), "
-    "so the parts of a set overlap. The total row also gives the CPU time of the whole run "
-    "(this process and compare, all threads). for_audio_balanced reuses the 74 features "
-    "for_audio_fast computed."
+    "seconds: wall clock of each part. Parts run on two slots, one core each: one runs aad's "
+    "compare per set (a subprocess, one torch thread), the other the peers (this process, "
+    "one torch thread) and then takes over compare runs still waiting; so parts overlap. "
+    "The total row also gives the CPU time of the whole run (this process and compare, all "
+    "threads). for_audio_balanced reuses the 74 features for_audio_fast computed."
 )
 
 
@@ -478,44 +480,70 @@ def _elapsed(tick: tuple[float, float]) -> dict[str, float]:
     return {"seconds": now[0] - tick[0], "cpu_seconds": now[1] - tick[1]}
 
 
-def run_set(
-    eval_set: EvalSet, aad_methods: list[str], peers: list[str], args: argparse.Namespace
+def aad_part(
+    eval_set: EvalSet, aad_methods: list[str], args: argparse.Namespace
+) -> tuple[list[pd.DataFrame], list[dict]]:
+    """Every selected aad method on one set (one compare run: a subprocess, one torch thread):
+    score frames and failure rows."""
+    subset = None if aad_methods == [s["name"] for s in aad_method_specs()] else aad_methods
+    out = args.out / "aad" / eval_set.name
+    try:
+        aad = aad_clip_scores(eval_set.name, eval_set.overrides, out, methods=subset)
+    except Exception as err:  # compare broke: every aad method fails on this set
+        return [], [_failure(eval_set.name, m, "all", err) for m in aad_methods]
+    return aad_rows(aad, aad_methods, eval_set)
+
+
+def peer_part(eval_set: EvalSet, peer: str, seed: int) -> tuple[list[pd.DataFrame], list[dict]]:
+    """One peer on every group of a set (in this process, one torch thread)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return run_peer(peer, eval_set, seed)
+
+
+def run_parts(
+    eval_sets: list[EvalSet], aad_methods: list[str], peers: list[str], args: argparse.Namespace
 ) -> tuple[list[pd.DataFrame], list[dict], list[dict]]:
-    """Every selected aad method (one compare run, a subprocess on one torch thread) and,
-    at the same time, every peer (this process, one thread) on one set: score frames,
-    failure rows and timings (wall clock of each part; the two parts overlap)."""
-    frames, failures, timings = [], [], []
-    name = eval_set.name
-    pool = ThreadPoolExecutor(max_workers=1)
-    future: Future | None = None
-    if aad_methods:
-        subset = None if aad_methods == [s["name"] for s in aad_method_specs()] else aad_methods
-        started = time.perf_counter()
+    """Every part (aad's compare per set, each peer per set) on two slots, one core each:
+    one slot runs aad's compare runs, the other the peers (one at a time: they share this
+    process) and then takes over aad runs still waiting. Largest sets first. Returns score
+    frames, failure rows and the wall clock of each part (parts overlap)."""
+    order = sorted(eval_sets, key=lambda s: -sum(len(g.train) + len(g.test) for g in s.groups))
+    waiting = deque(order if aad_methods else [])
+    lock = threading.Lock()
+    results: list[tuple[str, str, list, list, float]] = []
 
-        def compare() -> tuple[pd.DataFrame, float]:
-            out = args.out / "aad" / name
-            scores = aad_clip_scores(name, eval_set.overrides, out, methods=subset)
-            return scores, time.perf_counter() - started
+    def record(set_name: str, part: str, outcome: tuple[list, list], tick: float) -> None:
+        seconds = time.perf_counter() - tick
+        with lock:
+            results.append((set_name, part, *outcome, seconds))
+        print(f"[quality] {set_name}: {part} done in {seconds:.0f} s", flush=True)
 
-        future = pool.submit(compare)
-    for peer in peers:
-        tick = _clock()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            peer_frames, peer_failures = run_peer(peer, eval_set, args.seed)
-        frames, failures = frames + peer_frames, failures + peer_failures
-        timings.append({"set": name, "part": peer, "seconds": _elapsed(tick)["seconds"]})
-    if future is not None:
-        try:
-            aad, seconds = future.result()
-        except Exception as err:  # compare broke: every aad method fails on this set
-            failures += [_failure(name, m, "all", err) for m in aad_methods]
-            seconds = float("nan")
-        else:
-            aad_frames, aad_failures = aad_rows(aad, aad_methods, eval_set)
-            frames, failures = aad_frames + frames, aad_failures + failures
-        timings.insert(0, {"set": name, "part": "aad compare", "seconds": seconds})
-    pool.shutdown()
+    def aad_slot() -> None:
+        while True:
+            with lock:
+                if not waiting:
+                    return
+                eval_set = waiting.popleft()
+            tick = time.perf_counter()
+            record(eval_set.name, "aad compare", aad_part(eval_set, aad_methods, args), tick)
+
+    def peer_slot() -> None:
+        for eval_set in order:
+            for peer in peers:
+                tick = time.perf_counter()
+                record(eval_set.name, peer, peer_part(eval_set, peer, args.seed), tick)
+        aad_slot()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(aad_slot), pool.submit(peer_slot)]:
+            future.result()
+    rank = {s.name: i for i, s in enumerate(eval_sets)}
+    parts = ["aad compare", *peers]
+    results.sort(key=lambda r: (rank[r[0]], parts.index(r[1])))
+    frames = [f for r in results for f in r[2]]
+    failures = [f for r in results for f in r[3]]
+    timings = [{"set": r[0], "part": r[1], "seconds": r[4]} for r in results]
     return frames, failures, timings
 
 
@@ -532,12 +560,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if peers and (reason := missing_peer_packages()):
         notes.append(reason)
         peers = []
-    frames, failures, timings, protocols = [], [], [], {}
+    protocols: dict[str, str] = {}
     if peers:
         import torch
 
         torch.set_num_threads(1)  # one core for the peers, one for compare
     started = _clock()
+    eval_sets = []
     for set_name in args.sets:
         try:
             eval_set = build_set(set_name, args.data_root, args.quick)
@@ -550,14 +579,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             f"{g.machine_type} {len(g.train)}/{len(g.test)}" for g in eval_set.groups
         )
         print(f"[quality] {set_name}: train/test clips per type: {counts}", flush=True)
-        set_frames, set_failures, set_timings = run_set(eval_set, aad_methods, peers, args)
-        frames, failures, timings = (
-            frames + set_frames,
-            failures + set_failures,
-            timings + set_timings,
-        )
-        spent = ", ".join(f"{t['part']} {t['seconds']:.0f} s" for t in set_timings)
-        print(f"[quality] {set_name}: {spent}", flush=True)
+        eval_sets.append(eval_set)
+    frames, failures, timings = run_parts(eval_sets, aad_methods, peers, args)
     if not frames and not failures:
         raise SystemExit("nothing was scored: " + "; ".join(notes))
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CLIP_COLUMNS)
