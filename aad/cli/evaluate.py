@@ -30,7 +30,7 @@ from aad.engine.runner import RunResult, run_groups, say
 from aad.metrics import to_markdown
 from aad.report.plots import plot_roc_pr, plot_score_histograms
 from aad.report.submission import write_submission
-from aad.report.tables import write_results
+from aad.report.tables import check_writable, write_results
 
 
 def evaluate_parser() -> ArgumentParser:
@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
         from aad.cli.explain import explain_clips
 
         out = Path(args.out or "results/explain")
+        check_writable(out)
         return explain_clips(paths[0], _as_list(args.explain), out, overrides, args.device)
     out = Path(args.out) if args.out else default_out(paths)
+    check_writable(out)
     return evaluate_checkpoints(paths, overrides, out, device=args.device, plots=args.plots)
 
 

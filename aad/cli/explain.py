@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 
 from aad.cli.predict import load_for_clips, score_clip
-from aad.data.audio import load_waveform
+from aad.data.audio import load_waveform, screen_clips
+from aad.data.manifest import ClipRecord
 from aad.features import FeatureExtractor
 from aad.report.plots import plot_explanation
 
@@ -28,14 +29,25 @@ def explain_clips(
     overrides: dict[str, Any] | None = None,
     device: str = "auto",
 ) -> pd.DataFrame:
-    """Explain each clip; returns one row per clip (path, score, decision)."""
-    module, channel, _ = load_for_clips(path, overrides or {}, device)
+    """Explain each clip; returns one row per clip (path, score, decision). Clips that
+    ``predict`` would not score (unreadable, too short, NaN/Inf, not audio in [-1, 1]) are
+    named in one ``ValueError`` after the others are explained."""
+    module, channel, min_samples = load_for_clips(path, overrides or {}, device)
+    records = [ClipRecord(str(c), "files", "unknown", "", "test", "unknown") for c in clips]
+    screen = screen_clips(records, module.sample_rate, channel, min_samples=min_samples,
+                          reject_silent=False, progress=False)  # fmt: skip
+    bad = {r.record.path: r.reason for r in screen.rejected}
     spectrogram = FeatureExtractor({**SPECTROGRAM, "sample_rate": module.sample_rate})
     threshold = float(module.threshold)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = []
     for clip in clips:
+        if str(clip) in bad:
+            continue
         output = score_clip(module, clip, channel)
+        if not math.isfinite(float(output.clip_scores[0])):
+            bad[str(clip)] = "non-finite score (is this audio in [-1, 1]?)"
+            continue
         frames = output.frame_scores[0].cpu().numpy()
         times = module.frame_times(len(frames))
         stem = Path(clip).stem
@@ -59,4 +71,7 @@ def explain_clips(
         )
         print(f"{clip}: score {score:.6f}, {verdict}; wrote {out_dir}/explain_{stem}.*")
         summary.append({"path": clip, "score": score, "decision": decision})
+    if bad:
+        listing = "; ".join(f"{clip}: {reason}" for clip, reason in bad.items())
+        raise ValueError(f"--explain: {len(bad)} clip(s) not explained: {listing}")
     return pd.DataFrame(summary)

@@ -27,6 +27,7 @@ from aad.data.files import collect_wav_files
 from aad.data.manifest import ClipRecord
 from aad.embeddings import resolve_device
 from aad.models.base import AnomalyModule
+from aad.report.tables import check_writable
 from aad.scoring import ScoreOutput
 
 PREDICTION_COLUMNS = ("path", "score", "decision", "status")
@@ -78,6 +79,7 @@ def predict_files(
     device: str = "auto",
 ) -> pd.DataFrame:
     """Score every WAV file of ``inputs`` with one checkpoint; write ``predictions.csv``."""
+    check_writable(out)
     module, channel, min_samples = load_for_clips(path, overrides or {}, device)
     found = collect_wav_files(inputs)
     if not found.files and not found.skipped:

@@ -22,7 +22,10 @@ def plot_roc_curves(clip_scores: pd.DataFrame, machine_type: str, path: str | Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = clip_scores[(clip_scores["machine_type"] == machine_type) & (clip_scores["target"] >= 0)]
+    finite = np.isfinite(clip_scores["score"].to_numpy(dtype=float))  # unscored clips: NaN
+    rows = clip_scores[
+        (clip_scores["machine_type"] == machine_type) & (clip_scores["target"] >= 0) & finite
+    ]
     figure, axes = plt.subplots(figsize=(5.5, 5))
     for method, group in rows.groupby("method", sort=False):
         targets = group["target"].to_numpy()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 import torch
 
 from aad.checkpoints import FORMAT_VERSION, read_checkpoint
@@ -142,6 +143,41 @@ def test_no_anomalies_reports_na(run: Path, synthetic_root: Path, tmp_path: Path
                            "--out", str(tmp_path / "out")])  # fmt: skip
     assert table["auc"].isna().all()
     assert "n/a" in (tmp_path / "out" / "metrics.md").read_text()
+
+
+def test_unscorable_test_clips_are_rows_and_the_figures_still_draw(
+    run: Path, synthetic_root: Path, tmp_path: Path
+):
+    """Issue 9: a zero-length and a 0.1 s test clip are status rows (NaN score); the metrics,
+    ROC/PR curves and histograms are drawn from the other clips (it raised 'Input contains
+    NaN' after scoring and lost the figures); the run reports the failure."""
+    root = tmp_path / "bad_test"
+    shutil.copytree(synthetic_root / "fan", root / "fan")
+    (root / "fan/test/anomaly_id_00_90000000.wav").write_bytes(b"")
+    sf.write(root / "fan/test/anomaly_id_00_90000001.wav", np.zeros(1600), 16000)
+    out = tmp_path / "out"
+    table = evaluate_main(["--ckpt", str(_best(run, "fan")), "--data.root", str(root),
+                           "--out", str(out)])  # fmt: skip
+    scores = pd.read_csv(out / "scores.csv")
+    bad = scores[scores["status"] != "ok"]
+    assert sorted(Path(p).name for p in bad["path"]) == [
+        "anomaly_id_00_90000000.wav", "anomaly_id_00_90000001.wav"]  # fmt: skip
+    assert bad["score"].isna().all() and (scores["status"] == "ok").sum() == 24
+    assert table.attrs["failures"] and table["auc"].notna().all()
+    for figure in ("roc_fan.png", "pr_fan.png", "hist_fan.png"):
+        assert (out / figure).stat().st_size > 1000
+    with pytest.raises(ValueError, match=r"1 clip\(s\) not explained: .*90000001.wav: too short"):
+        explain_clips(_best(run, "fan"), [str(root / "fan/test/anomaly_id_00_90000001.wav")],
+                      tmp_path / "explain", {}, "cpu")  # fmt: skip
+
+
+def test_unwritable_out_fails_before_any_work(run: Path, tmp_path: Path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(PermissionError, match="output folder .*a_file/x is not writable"):
+        evaluate_main(["--ckpt", str(_best(run, "fan")), "--out", str(blocker / "x")])
+    with pytest.raises(PermissionError, match="is not writable"):
+        predict_files(_best(run, "fan"), [str(tmp_path)], blocker / "y", {}, "cpu")
 
 
 def test_other_sample_rate_is_resampled(run: Path, synthetic_root: Path, tmp_path: Path, capsys):
