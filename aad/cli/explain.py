@@ -13,9 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from aad.cli.predict import load_for_clips, score_clip
-from aad.data.audio import load_waveform, screen_clips
-from aad.data.manifest import ClipRecord
+from aad.cli.predict import NON_FINITE, load_for_clips, score_waveform, screen_files
+from aad.data.audio import load_waveform
 from aad.features import FeatureExtractor
 from aad.report.plots import plot_explanation
 
@@ -33,10 +32,7 @@ def explain_clips(
     ``predict`` would not score (unreadable, too short, NaN/Inf, not audio in [-1, 1]) are
     named in one ``ValueError`` after the others are explained."""
     module, channel, min_samples = load_for_clips(path, overrides or {}, device)
-    records = [ClipRecord(str(c), "files", "unknown", "", "test", "unknown") for c in clips]
-    screen = screen_clips(records, module.sample_rate, channel, min_samples=min_samples,
-                          reject_silent=False, progress=False)  # fmt: skip
-    bad = {r.record.path: r.reason for r in screen.rejected}
+    _, bad = screen_files([str(c) for c in clips], module, channel, min_samples)
     spectrogram = FeatureExtractor({**SPECTROGRAM, "sample_rate": module.sample_rate})
     threshold = float(module.threshold)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -44,9 +40,10 @@ def explain_clips(
     for clip in clips:
         if str(clip) in bad:
             continue
-        output = score_clip(module, clip, channel)
+        waveform = load_waveform(clip, module.sample_rate, channel, None)
+        output = score_waveform(module, waveform)
         if not math.isfinite(float(output.clip_scores[0])):
-            bad[str(clip)] = "non-finite score (is this audio in [-1, 1]?)"
+            bad[str(clip)] = NON_FINITE
             continue
         frames = output.frame_scores[0].cpu().numpy()
         times = module.frame_times(len(frames))
@@ -54,7 +51,6 @@ def explain_clips(
         pd.DataFrame({"time_s": times, "frame_score": frames}).to_csv(
             out_dir / f"explain_{stem}.csv", index=False
         )
-        waveform = load_waveform(clip, module.sample_rate, channel, None)
         log_mel = spectrogram(waveform[None])[0].T.numpy()
         score = float(output.clip_scores[0])
         decision = int(score > threshold) if math.isfinite(threshold) else -1

@@ -31,6 +31,7 @@ from aad.report.tables import check_writable
 from aad.scoring import ScoreOutput
 
 PREDICTION_COLUMNS = ("path", "score", "decision", "status")
+NON_FINITE = "non-finite score (is this audio in [-1, 1]?)"
 
 
 def predict_parser() -> ArgumentParser:
@@ -57,9 +58,30 @@ def load_for_clips(
     return module, data.get("channel", 0), max(minimum, module.features.min_samples())
 
 
+def screen_files(
+    paths: list[str], module: AnomalyModule, channel: int | str, min_samples: int
+) -> tuple[list[ClipRecord], dict[str, str]]:
+    """Loose clips as records, and why each one that cannot be scored cannot (unreadable,
+    too short, NaN/Inf, not audio in [-1, 1]: ``screen_clips``'s rules, silence allowed)."""
+    records = [ClipRecord(str(p), "files", "unknown", "", "test", "unknown") for p in paths]
+    screen = screen_clips(
+        records,
+        module.sample_rate,
+        channel,
+        min_samples=min_samples,
+        reject_silent=False,
+        progress=False,
+    )
+    return records, {r.record.path: r.reason for r in screen.rejected}
+
+
 def score_clip(module: AnomalyModule, path: str | Path, channel: int | str) -> ScoreOutput:
     """Score one whole clip (as ``evaluate.py`` scores test clips: the same ``score``)."""
-    waveform = load_waveform(path, module.sample_rate, channel, None)
+    return score_waveform(module, load_waveform(path, module.sample_rate, channel, None))
+
+
+def score_waveform(module: AnomalyModule, waveform: torch.Tensor) -> ScoreOutput:
+    """Score one whole decoded clip ``(S,)`` of unknown id."""
     batch = {
         "waveform": waveform[None].to(module.device),
         "target": torch.tensor([-1]),
@@ -84,16 +106,8 @@ def predict_files(
     found = collect_wav_files(inputs)
     if not found.files and not found.skipped:
         raise FileNotFoundError(f"no .wav files in {', '.join(map(str, inputs))}")
-    records = [ClipRecord(str(p), "files", "unknown", "", "test", "unknown") for p in found.files]
-    screen = screen_clips(
-        records,
-        module.sample_rate,
-        channel,
-        min_samples=min_samples,
-        reject_silent=False,
-        progress=False,
-    )
-    status = {r.record.path: f"error: {r.reason}" for r in screen.rejected}
+    records, rejected = screen_files(found.files, module, channel, min_samples)
+    status = {path: f"error: {reason}" for path, reason in rejected.items()}
     status.update({str(p): f"error: {reason}" for p, reason in found.skipped})
     rows = []
     for record in records:
@@ -102,7 +116,7 @@ def predict_files(
             try:
                 score = float(score_clip(module, record.path, channel).clip_scores[0])
                 if not math.isfinite(score):
-                    status[record.path] = "error: non-finite score (is this audio in [-1, 1]?)"
+                    status[record.path] = f"error: {NON_FINITE}"
             except Exception as error:  # one bad clip never stops the others
                 status[record.path] = f"error: {type(error).__name__}: {error}"
         rows.append({"path": record.path, "score": score})

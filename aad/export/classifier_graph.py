@@ -2,11 +2,10 @@
 -> CNN embeddings -> per-crop score shares, for ONE machine id baked in at export time (or the
 nearest id when none is given, as ``predict`` scores a clip of unknown id).
 
-Same steps as ``MachineIDClassifier.frame_scores`` (the function ``evaluate.py`` uses), in
-tensor ops whose sizes follow the input: crops every ``hop`` samples, the last one ending at
-the clip's end; ``mahalanobis`` shares ``(e_k - mu)^T P (m - mu)`` against the nearest fitted
-(id, domain) mean; ``nll`` ``-log p(id)`` per crop. ``knn`` (a bank of every training clip's
-embedding) is not exported.
+The steps are ``MachineIDClassifier.frame_scores``'s own functions (``crop_windows``,
+``own_class_nll``, ``pair_mahalanobis_shares``, all written in tensor ops whose sizes follow
+the input); only the fitted statistics' pairs are taken out of the buffers once, here.
+``knn`` (a bank of every training clip's embedding) is not exported.
 """
 
 from __future__ import annotations
@@ -16,6 +15,12 @@ from torch import nn
 
 from aad.export.graph import FrontEnd, NotExportableError
 from aad.models.base import AnomalyModule
+from aad.models.classifier.augment import crop_windows
+from aad.models.classifier.scoring import (
+    mahalanobis_pairs,
+    own_class_nll,
+    pair_mahalanobis_shares,
+)
 
 EXPORTABLE_SCORES = ("mahalanobis", "nll")
 
@@ -56,26 +61,14 @@ class ClassifierGraph(nn.Module):
         self.per_id = int(module.per_id)
         self.class_index = classifier_class(module, machine_id)
         if score == "mahalanobis":
-            counts = module.maha_counts
-            if not bool((counts > 0).any()):
+            if not bool((module.maha_counts > 0).any()):
                 raise NotExportableError("the mahalanobis score's statistics were never fitted")
-            pairs = [
-                (c, d)
-                for c, d in torch.nonzero(counts > 0).tolist()
-                if self.class_index < 0 or c == self.class_index
-            ]
-            means = torch.stack([module.maha_means[c, d] for c, d in pairs])
-            precisions = torch.stack([module.maha_precisions[c] for c, _ in pairs])
-            self.register_buffer("maha_means", means.double().clone())
-            self.register_buffer("maha_precisions", precisions.double().clone())
-
-    def crops(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(B, S)`` -> ``(B, K, crop)``: every hop, the last crop ending at the clip's end."""
-        span = waveform.shape[1] - self.crop
-        count = (span + self.hop - 1) // self.hop + 1
-        starts = (torch.arange(count, device=waveform.device) * self.hop).clamp(max=span)
-        index = starts[:, None] + torch.arange(self.crop, device=waveform.device)
-        return waveform[:, index]
+            means, precisions, classes = mahalanobis_pairs(
+                module.maha_means, module.maha_counts, module.maha_precisions
+            )
+            self.register_buffer("pair_means", means.clone())
+            self.register_buffer("pair_precisions", precisions.clone())
+            self.pair_classes = classes
 
     def embed(self, crops: torch.Tensor) -> torch.Tensor:
         """``(N, crop)`` -> ``(N, E)`` as ``MachineIDClassifier._embed``."""
@@ -84,31 +77,16 @@ class ClassifierGraph(nn.Module):
             features = (features - self.mean) / self.std
         return self.model(features, crops if self.uses_waveform else None)
 
-    def shares(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """``(B, K, E)`` -> ``(B, K)`` per-crop scores whose mean is the clip score."""
-        if self.score_name == "nll":
-            logits = self.model.logits(embeddings.flatten(0, 1).float())
-            log_prob = torch.log_softmax(logits, dim=-1)[:, :: self.per_id]
-            log_prob = log_prob.reshape(*embeddings.shape[:2], -1)
-            if self.class_index >= 0:
-                return -log_prob[:, :, self.class_index]
-            return -log_prob.max(dim=2).values
-        x = embeddings.double()
-        clip = x.mean(dim=1)
-        distances, shares = [], []
-        for index in range(self.maha_means.shape[0]):
-            mean = self.maha_means[index]
-            weighted = (clip - mean) @ self.maha_precisions[index]  # (B, E)
-            distances.append((weighted * (clip - mean)).sum(dim=1))
-            shares.append(((x - mean) * weighted[:, None, :]).sum(dim=2))
-        nearest = torch.stack(distances, dim=1).argmin(dim=1)  # first minimum, as the module
-        stacked = torch.stack(shares, dim=1)  # (B, P, K)
-        index = nearest[:, None, None].expand(-1, 1, stacked.shape[2])
-        return stacked.gather(1, index).squeeze(1).float()
-
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        crops = self.crops(waveform)
+        crops = crop_windows(waveform, self.crop, self.hop)
         batch, count = crops.shape[:2]
         embeddings = self.embed(crops.flatten(0, 1)).float().reshape(batch, count, -1)
-        crop_scores = self.shares(embeddings)
+        classes = torch.zeros_like(waveform[:, 0], dtype=torch.long) + self.class_index
+        if self.score_name == "nll":
+            logits = self.model.logits(embeddings.flatten(0, 1)).reshape(batch, count, -1)
+            crop_scores = own_class_nll(logits, classes, self.per_id)
+        else:
+            crop_scores = pair_mahalanobis_shares(
+                embeddings, classes, self.pair_means, self.pair_precisions, self.pair_classes
+            )
         return crop_scores.mean(dim=1), crop_scores

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from aad.checkpoints import aad_version, data_config, load_module
-from aad.export.classifier_graph import ClassifierGraph, classifier_class
+from aad.export.classifier_graph import ClassifierGraph
 from aad.export.graph import EmbeddingGraph, ScoringGraph, class_path, min_samples
 from aad.export.onnx import OPSET, write_onnx
 from aad.export.runtime import ExportedModel
@@ -172,7 +172,7 @@ def export_module(
     def reference(waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch = {"waveform": waveform}
         if classifier:
-            index = classifier_class(module, machine_id)
+            index = graph.class_index  # the id the file scores (-1: the nearest)
             batch["class_index"] = torch.full((len(waveform),), index, dtype=torch.long)
         output = module.score(batch)  # THE scoring path
         return output.clip_scores, output.frame_scores

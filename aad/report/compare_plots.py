@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
-from aad.report.plots import save_figure  # noqa: E402
+from aad.report.plots import drawable, save_figure  # noqa: E402
 
 
 def plot_roc_curves(clip_scores: pd.DataFrame, machine_type: str, path: str | Path) -> Path:
@@ -22,10 +22,8 @@ def plot_roc_curves(clip_scores: pd.DataFrame, machine_type: str, path: str | Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    finite = np.isfinite(clip_scores["score"].to_numpy(dtype=float))  # unscored clips: NaN
-    rows = clip_scores[
-        (clip_scores["machine_type"] == machine_type) & (clip_scores["target"] >= 0) & finite
-    ]
+    rows = drawable(clip_scores)
+    rows = rows[(rows["machine_type"] == machine_type) & (rows["target"] >= 0)]
     figure, axes = plt.subplots(figsize=(5.5, 5))
     for method, group in rows.groupby("method", sort=False):
         targets = group["target"].to_numpy()

@@ -19,14 +19,14 @@ from sklearn.metrics import (  # noqa: E402
 )
 
 
-def _drawable(group: pd.DataFrame) -> pd.DataFrame:
+def drawable(group: pd.DataFrame) -> pd.DataFrame:
     """The rows a figure can show: a finite score (clips that could not be scored are rows
     with NaN scores and a status; they are reported in the tables, not drawn)."""
     return group[np.isfinite(group["score"].to_numpy(dtype=float))]
 
 
 def _labelled(group: pd.DataFrame) -> pd.DataFrame:
-    group = _drawable(group)
+    group = drawable(group)
     return group[group["target"] >= 0]
 
 
@@ -83,7 +83,7 @@ def plot_score_histograms(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for machine_type, group in _drawable(clip_scores).groupby("machine_type", sort=True):
+    for machine_type, group in drawable(clip_scores).groupby("machine_type", sort=True):
         fig, ax = plt.subplots(figsize=(5.5, 3.5))
         bins = np.histogram_bin_edges(group["score"], bins=30)
         for target, name, color in (

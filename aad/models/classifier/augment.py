@@ -48,12 +48,22 @@ def _pad_to(waveform: torch.Tensor, length: int) -> torch.Tensor:
     return F.pad(waveform, (0, length - waveform.shape[-1]))
 
 
+def crop_windows(waveform: torch.Tensor, crop_samples: int, hop_samples: int) -> torch.Tensor:
+    """``(B, S)`` with ``S >= crop_samples`` -> ``(B, K, crop_samples)``: the crops of
+    :func:`crop_starts`, in tensor ops whose sizes follow the input (so ``aad.export`` traces
+    the same function): every ``hop_samples``, the last start clamped to ``S - crop``."""
+    span = waveform.shape[-1] - crop_samples
+    count = (span + hop_samples - 1) // hop_samples + 1
+    starts = (torch.arange(count, device=waveform.device) * hop_samples).clamp(max=span)
+    return waveform[:, starts[:, None] + torch.arange(crop_samples, device=waveform.device)]
+
+
 def sliding_crops(waveform: torch.Tensor, crop_samples: int, hop_samples: int) -> torch.Tensor:
     """``(B, S)`` -> ``(B, K, crop_samples)``: every crop of :func:`crop_starts` (zero-padded
     at the end when the clip is shorter than a crop)."""
-    starts = crop_starts(waveform.shape[-1], crop_samples, hop_samples)
-    waveform = _pad_to(waveform, crop_samples)
-    return torch.stack([waveform[:, s : s + crop_samples] for s in starts], dim=1)
+    if crop_samples < 1 or hop_samples < 1:
+        raise ValueError(f"crop and hop must be >= 1 sample, got {crop_samples}, {hop_samples}")
+    return crop_windows(_pad_to(waveform, crop_samples), crop_samples, hop_samples)
 
 
 def _gather_windows(waveform: torch.Tensor, rows: torch.Tensor, starts: torch.Tensor, length: int):

@@ -226,10 +226,11 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         """Per-crop scores ``(B, K)`` of the clips' sliding crops (their mean = clip score); a
         batch without ``class_index`` (a stream, loose PCM) is scored against the nearest id."""
         waveform = batch["waveform"].to(self.device)
-        unknown = torch.full((len(waveform),), -1, dtype=torch.long)
+        classes = batch.get("class_index")
+        if classes is None:
+            classes = torch.full((len(waveform),), -1, dtype=torch.long)
         embeddings, logits = self._crop_outputs(waveform)
-        classes = self._id_classes(batch.get("class_index", unknown))
-        return self._crop_scores(embeddings, logits, classes)
+        return self._crop_scores(embeddings, logits, self._id_classes(classes))
 
     def frame_times(self, num_frames: int) -> np.ndarray:
         """Centre (s) of each scored crop (on the hop grid; the last crop ends at the clip's

@@ -280,6 +280,47 @@ def knn_nearest(
     return best, neighbours
 
 
+def mahalanobis_pairs(
+    means: torch.Tensor, counts: torch.Tensor, precisions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The fitted (class, domain) pairs of ``means`` ``(C, D, E)``, ``counts`` ``(C, D)`` (0 =
+    not fitted) and ``precisions`` ``(C, E, E)``: their means ``(P, E)`` and precisions
+    ``(P, E, E)`` in float64, and each pair's class (pairs in (class, domain) order)."""
+    pairs = torch.nonzero(counts > 0).tolist()
+    if not pairs:
+        raise ValueError("no fitted (class, domain) pair: fit the Mahalanobis statistics first")
+    pair_means = torch.stack([means[c, d] for c, d in pairs]).double()
+    pair_precisions = torch.stack([precisions[c] for c, _ in pairs]).double()
+    return pair_means, pair_precisions, [c for c, _ in pairs]
+
+
+def pair_mahalanobis_shares(
+    crops: torch.Tensor,
+    classes: torch.Tensor,
+    pair_means: torch.Tensor,
+    pair_precisions: torch.Tensor,
+    pair_classes: list[int],
+) -> torch.Tensor:
+    """:func:`mahalanobis_shares` on the pairs of :func:`mahalanobis_pairs`, in tensor ops
+    whose sizes follow the input (``aad.export`` exports this function): per clip the
+    nearest pair of its class (every pair for class -1; the first on ties), ``inf`` when none
+    gives a finite distance."""
+    x = crops.double()
+    clip = x.mean(dim=1)
+    distances, shares = [], []
+    for mean, precision, c in zip(pair_means, pair_precisions, pair_classes, strict=True):
+        weighted = (clip - mean) @ precision  # (N, E)
+        distance = (weighted * (clip - mean)).sum(dim=1)
+        mine = ((classes == c) | (classes < 0)) & ~distance.isnan()
+        distances.append(torch.where(mine, distance, math.inf))
+        shares.append(((x - mean) * weighted[:, None, :]).sum(dim=2))  # (N, K)
+    distance = torch.stack(distances, dim=1)  # (N, P)
+    nearest = distance.argmin(dim=1)[:, None, None].expand(-1, 1, x.shape[1])
+    chosen = torch.stack(shares, dim=1).gather(1, nearest).squeeze(1)
+    found = torch.isfinite(distance.amin(dim=1))[:, None]
+    return torch.where(found, chosen, math.inf).float()
+
+
 def mahalanobis_shares(
     crops: torch.Tensor,
     classes: torch.Tensor,
@@ -295,23 +336,10 @@ def mahalanobis_shares(
     and ``precisions`` ``(C, E, E)`` as :class:`MahalanobisScorer` fits them; class -1 is
     scored against every class.
     """
-    x = crops.double()
-    clip = x.mean(dim=1)
-    n = x.shape[0]
-    best = torch.full((n,), math.inf, dtype=torch.float64, device=x.device)
-    shares = torch.full(x.shape[:2], math.inf, dtype=torch.float64, device=x.device)
-    for c, d in torch.nonzero(counts > 0).tolist():
-        rows = torch.nonzero((classes == c) | (classes < 0)).squeeze(1)
-        if not len(rows):
-            continue
-        mean = means[c, d].double()
-        weighted = (clip[rows] - mean) @ precisions[c].double()  # (n, E)
-        distance = (weighted * (clip[rows] - mean)).sum(dim=1)
-        better = distance < best[rows]
-        best[rows] = torch.where(better, distance, best[rows])
-        crop_shares = ((x[rows] - mean) * weighted[:, None, :]).sum(dim=2)
-        shares[rows] = torch.where(better[:, None], crop_shares, shares[rows])
-    return shares.float()
+    if not bool((counts > 0).any()):
+        return torch.full(crops.shape[:2], math.inf, device=crops.device)
+    pairs = mahalanobis_pairs(means.to(crops.device), counts, precisions.to(crops.device))
+    return pair_mahalanobis_shares(crops, classes, *pairs)
 
 
 def mahalanobis_cross_fit(
