@@ -98,7 +98,7 @@ def plot_score_histograms(
         if value is not None and math.isfinite(value):
             ax.axvline(value, color="black", linestyle="--", label=f"threshold {value:.3g}")
         ax.set(
-            xlabel="anomaly score (mean frame error)",
+            xlabel="anomaly score (higher = more anomalous)",
             ylabel="clips",
             title=f"Scores: {machine_type}",
         )
