@@ -38,7 +38,9 @@ def classifier_class(module: AnomalyModule, machine_id: str | None) -> int:
 
 
 class ClassifierGraph(nn.Module):
-    """``(B, S)`` float32 PCM, ``S >= crop`` -> ``(clip_scores (B,), crop_scores (B, K))``."""
+    """``(B, S)`` float32 PCM, ``S >= crop`` -> ``(clip_scores (B,), crop_scores (B, K))``;
+    ``min_samples``, ``frame_step``, ``frame_offset`` and ``reference_batch`` as
+    :class:`~aad.export.graph.ScoringGraph` (one score per crop, centred on it)."""
 
     def __init__(self, module: AnomalyModule, machine_id: str | None = None) -> None:
         super().__init__()
@@ -52,6 +54,8 @@ class ClassifierGraph(nn.Module):
             raise NotExportableError("the checkpoint's feature normaliser was never fitted")
         self.score_name = score
         self.crop, self.hop = int(module.crop_samples), int(module.hop_samples)
+        self.min_samples = max(self.crop, module.features.min_samples())
+        self.frame_step, self.frame_offset = float(self.hop), self.crop / 2
         self.front_end = FrontEnd(module.features)
         self.normalize = bool(module.normalize)
         self.register_buffer("mean", module.normalizer.mean.detach().float().clone())
@@ -69,6 +73,11 @@ class ClassifierGraph(nn.Module):
             self.register_buffer("pair_means", means.clone())
             self.register_buffer("pair_precisions", precisions.clone())
             self.pair_classes = classes
+
+    def reference_batch(self, waveform: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The clips as scored against this file's id (``class_index`` -1: the nearest)."""
+        index = torch.full((len(waveform),), self.class_index, dtype=torch.long)
+        return {"waveform": waveform, "class_index": index}
 
     def embed(self, crops: torch.Tensor) -> torch.Tensor:
         """``(N, crop)`` -> ``(N, E)`` as ``MachineIDClassifier._embed``."""

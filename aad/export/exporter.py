@@ -14,7 +14,7 @@ from torch import nn
 
 from aad.checkpoints import aad_version, data_config, load_module
 from aad.export.classifier_graph import ClassifierGraph
-from aad.export.graph import EmbeddingGraph, ScoringGraph, class_path, min_samples
+from aad.export.graph import EmbeddingGraph, ScoringGraph, class_path
 from aad.export.onnx import OPSET, write_onnx
 from aad.export.runtime import ExportedModel
 from aad.export.sidecar import FORMATS, ExportMeta
@@ -115,47 +115,32 @@ def export_module(
     """Write ``out/<name>.{onnx,pt}`` and ``out/<name>.json`` for a trained module. For the
     machine-id classifier ``machine_id`` is the id the file scores (None: the nearest id)."""
     module = module.cpu().eval()
-    classifier = class_path(module) == CLASSIFIER
-    if classifier:  # scores one id (baked in) or, with machine_id None, the nearest id
-        graph: nn.Module = ClassifierGraph(module, machine_id).eval()
-        need = max(int(module.crop_samples), module.features.min_samples())
+    graph: ScoringGraph | ClassifierGraph
+    if class_path(module) == CLASSIFIER:  # scores one id (baked in), or the nearest id
+        graph = ClassifierGraph(module, machine_id).eval()
     else:
         graph = ScoringGraph(module).eval()
-        need = min_samples(module)
-    rate = module.sample_rate
+    rate, need = module.sample_rate, graph.min_samples
     clip_samples = int(round(clip_seconds * rate))
     if clip_samples < need:
         raise ValueError(
             f"clip_seconds={clip_seconds} is shorter than the model needs ({need} samples)"
         )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = out / f"{name}{FORMATS.get(fmt, '')}"
-    example = torch.from_numpy(probe_signal(2, clip_samples, rate, seed=1))
+    model_path, example = _prepare(out, name, fmt, clip_samples, rate)
     _write(graph, fmt, model_path, example, need, ("clip_scores", "frame_scores"), opset)
-    first = module.feature_config.features[0]
-    step, offset = _frame_grid(module.features, first, module.feature_config.stack_frames)
-    if classifier:  # one score per crop, centred on it
-        step, offset = float(module.hop_samples), module.crop_samples / 2
     threshold = float(module.threshold)
-    meta = ExportMeta(
-        format=fmt,
-        file=model_path.name,
-        kind="scores",
-        sample_rate=rate,
-        clip_seconds=float(clip_seconds),
-        min_samples=need,
+    meta = _meta(
+        fmt, model_path, "scores", rate, clip_seconds, need, source, opset,
         feature_signature=module.feature_signature,
-        aad_version=aad_version(),
+        feature_config=asdict(module.feature_config),
         threshold=threshold if math.isfinite(threshold) else None,
         score=module.score_name,
         top_k=int(module.top_k) if module.score_name == "topk" else None,
         model_class=class_path(module),
         machine_type=machine_type,
         machine_id=machine_id,
-        frame_step_s=step / rate,
-        frame_offset_s=offset / rate,
-        feature_config=asdict(module.feature_config),
+        frame_step_s=graph.frame_step / rate,
+        frame_offset_s=graph.frame_offset / rate,
         inputs={
             "waveform": f"float32 (batch, samples): mono PCM in [-1, 1] at {rate} Hz, "
             f"samples >= {need}"
@@ -164,30 +149,65 @@ def export_module(
             "clip_scores": "float32 (batch,): higher = more anomalous; > threshold = anomaly",
             "frame_scores": "float32 (batch, frames): per-frame anomaly scores",
         },
-        source=source,
-        opset=opset if fmt == "onnx" else None,
-    )
-    exported = ExportedModel(meta, model_path, threads=1)
+    )  # fmt: skip
 
     def reference(waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = {"waveform": waveform}
-        if classifier:
-            index = graph.class_index  # the id the file scores (-1: the nearest)
-            batch["class_index"] = torch.full((len(waveform),), index, dtype=torch.long)
-        output = module.score(batch)  # THE scoring path
+        output = module.score(graph.reference_batch(waveform))  # THE scoring path
         return output.clip_scores, output.frame_scores
 
+    return _finish(meta, model_path, out, name, reference, clip_samples, need, rate)
+
+
+def _prepare(
+    out: str | Path, name: str, fmt: str, clip_samples: int, rate: int
+) -> tuple[Path, torch.Tensor]:
+    """The output folder (created), the model file's path and the example input to trace."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    example = torch.from_numpy(probe_signal(2, clip_samples, rate, seed=1))
+    return Path(out) / f"{name}{FORMATS.get(fmt, '')}", example
+
+
+def _meta(
+    fmt: str,
+    model_path: Path,
+    kind: str,
+    rate: int,
+    clip_seconds: float,
+    need: int,
+    source: str,
+    opset: int,
+    **fields: Any,
+) -> ExportMeta:
+    """The sidecar fields every export records, plus ``fields`` (the kind's own)."""
+    return ExportMeta(
+        format=fmt,
+        file=model_path.name,
+        kind=kind,
+        sample_rate=rate,
+        clip_seconds=float(clip_seconds),
+        min_samples=need,
+        aad_version=aad_version(),
+        source=source,
+        opset=opset if fmt == "onnx" else None,
+        **fields,
+    )
+
+
+def _finish(
+    meta: ExportMeta,
+    model_path: Path,
+    out: str | Path,
+    name: str,
+    reference: Any,
+    clip_samples: int,
+    need: int,
+    rate: int,
+) -> ExportResult:
+    """Check the written file against ``reference`` (PyTorch), then write its sidecar."""
+    exported = ExportedModel(meta, model_path, threads=1)
     with torch.no_grad():
         meta.parity = _check_parity(reference, exported, _parity_lengths(clip_samples, need, rate))
-    meta_path = meta.write(out / f"{name}.json")
-    return ExportResult(model_path, meta_path, meta)
-
-
-def _frame_grid(extractor: FeatureExtractor, name: str, stack: int) -> tuple[float, float]:
-    """Step and offset (samples) of the scored frames (a stack is centred on its middle)."""
-    params = extractor.params[name]
-    step = float(params.hop_length * extractor._subsample(name))
-    return step, float(params.frame_offset()) + step * (stack - 1) / 2
+    return ExportResult(model_path, meta.write(Path(out) / f"{name}.json"), meta)
 
 
 def export_checkpoint(
@@ -240,35 +260,21 @@ def export_embedding(
     rate = int(extractor.config.sample_rate)
     need = extractor.min_samples()
     clip_samples = int(round(clip_seconds * rate))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = out / f"{name}{FORMATS.get(fmt, '')}"
-    example = torch.from_numpy(probe_signal(2, clip_samples, rate, seed=1))
+    model_path, example = _prepare(out, name, fmt, clip_samples, rate)
     _write(graph, fmt, model_path, example, need, ("embedding",), opset)
     width = extractor.embedding_dim(clip_samples, "pooled", stats)
-    meta = ExportMeta(
-        format=fmt,
-        file=model_path.name,
-        kind="embedding",
-        sample_rate=rate,
-        clip_seconds=float(clip_seconds),
-        min_samples=need,
+    meta = _meta(
+        fmt, model_path, "embedding", rate, clip_seconds, need,
+        str((detector or {}).get("file", "")), opset,
         feature_signature=signature,
-        aad_version=aad_version(),
         feature_config=asdict(extractor.config),
         threshold=(detector or {}).get("threshold"),
         inputs={"waveform": f"float32 (batch, samples): mono PCM in [-1, 1] at {rate} Hz"},
         outputs={"embedding": f"float32 (batch, {width}): {'+'.join(stats)} of each part"},
-        source=str((detector or {}).get("file", "")),
-        opset=opset if fmt == "onnx" else None,
         detector=detector,
-    )
-    exported = ExportedModel(meta, model_path, threads=1)
-    with torch.no_grad():
-        meta.parity = _check_parity(
-            lambda x: (clip_embedding(extractor.forward_parts(x), "pooled", stats),),
-            exported,
-            _parity_lengths(clip_samples, need, rate),
-        )
-    meta_path = meta.write(out / f"{name}.json")
-    return ExportResult(model_path, meta_path, meta)
+    )  # fmt: skip
+
+    def reference(waveform: torch.Tensor) -> tuple[torch.Tensor]:
+        return (clip_embedding(extractor.forward_parts(waveform), "pooled", stats),)
+
+    return _finish(meta, model_path, out, name, reference, clip_samples, need, rate)

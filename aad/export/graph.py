@@ -99,6 +99,7 @@ class FrontEnd(nn.Module):
 
 
 def _frame_grid(extractor: FeatureExtractor, name: str) -> tuple[float, float]:
+    """Step and offset (samples) of part ``name``'s frames."""
     params = extractor.params[name]
     return float(params.hop_length * extractor._subsample(name)), float(params.frame_offset())
 
@@ -183,7 +184,13 @@ class Mahalanobis(nn.Module):
 
 
 class ScoringGraph(nn.Module):
-    """``(B, S)`` float32 PCM -> ``(clip_scores (B,), frame_scores (B, T'))``."""
+    """``(B, S)`` float32 PCM -> ``(clip_scores (B,), frame_scores (B, T'))``.
+
+    Besides the graph, what the exporter records (every scoring graph has them):
+    ``min_samples``, the shortest clip it scores; ``frame_step`` / ``frame_offset``, the
+    samples between and to the centre of its scored frames; ``reference_batch``, the batch
+    ``AnomalyModule.score`` gets to give the same scores.
+    """
 
     def __init__(self, module: AnomalyModule) -> None:
         super().__init__()
@@ -200,6 +207,10 @@ class ScoringGraph(nn.Module):
         self.normalize = bool(module.normalize)
         self.register_buffer("mean", module.normalizer.mean.detach().float().clone())
         self.register_buffer("std", module.normalizer.std.detach().float().clone())
+        self.min_samples = min_samples(module)
+        step, offset = _frame_grid(module.features, module.feature_config.features[0])
+        stack = int(module.feature_config.stack_frames)  # a stack is centred on its middle
+        self.frame_step, self.frame_offset = step, offset + step * (stack - 1) / 2
         model = module.model
         if name.endswith("LSTMAE"):
             self.errors: nn.Module = LSTMWindows(model, module.window)
@@ -214,6 +225,9 @@ class ScoringGraph(nn.Module):
                 raise NotExportableError("the mahalanobis score's statistics were never fitted")
             used = [i for i in range(covariance.domains) if covariance.count[i] > 0] or [0]
             self.distance = Mahalanobis(covariance.mean[used], covariance.precision[used])
+
+    def reference_batch(self, waveform: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"waveform": waveform}
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         """Normalised features ``(B, T, D)`` (what ``AnomalyModule.prepare_features`` gives)."""
