@@ -17,6 +17,7 @@ from aad.export.graph import FrontEnd, NotExportableError
 from aad.models.base import AnomalyModule
 from aad.models.classifier.augment import crop_windows
 from aad.models.classifier.scoring import (
+    crop_vectors,
     mahalanobis_pairs,
     own_class_nll,
     pair_mahalanobis_shares,
@@ -70,6 +71,9 @@ class ClassifierGraph(nn.Module):
             means, precisions, classes = mahalanobis_pairs(
                 module.maha_means, module.maha_counts, module.maha_precisions
             )
+            self.input_statistics = bool(module.hparams.input_statistics)
+            self.register_buffer("vector_centre", module.vector_centre.detach().float().clone())
+            self.register_buffer("vector_scale", module.vector_scale.detach().float().clone())
             self.register_buffer("pair_means", means.clone())
             self.register_buffer("pair_precisions", precisions.clone())
             self.pair_classes = classes
@@ -79,23 +83,23 @@ class ClassifierGraph(nn.Module):
         index = torch.full((len(waveform),), self.class_index, dtype=torch.long)
         return {"waveform": waveform, "class_index": index}
 
-    def embed(self, crops: torch.Tensor) -> torch.Tensor:
-        """``(N, crop)`` -> ``(N, E)`` as ``MachineIDClassifier._embed``."""
-        features = self.front_end(crops)
+    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        windows = crop_windows(waveform, self.crop, self.hop)
+        batch, count = windows.shape[:2]
+        crops = windows.flatten(0, 1)
+        features = self.front_end(crops)  # as MachineIDClassifier._embed
         if self.normalize:
             features = (features - self.mean) / self.std
-        return self.model(features, crops if self.uses_waveform else None)
-
-    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        crops = crop_windows(waveform, self.crop, self.hop)
-        batch, count = crops.shape[:2]
-        embeddings = self.embed(crops.flatten(0, 1)).float().reshape(batch, count, -1)
+        embeddings = self.model(features, crops if self.uses_waveform else None).float()
         classes = torch.zeros_like(waveform[:, 0], dtype=torch.long) + self.class_index
         if self.score_name == "nll":
-            logits = self.model.logits(embeddings.flatten(0, 1)).reshape(batch, count, -1)
+            logits = self.model.logits(embeddings).reshape(batch, count, -1)
             crop_scores = own_class_nll(logits, classes, self.per_id)
         else:
+            vectors = crop_vectors(embeddings, features, self.vector_centre, self.vector_scale,
+                                   self.input_statistics)  # fmt: skip
             crop_scores = pair_mahalanobis_shares(
-                embeddings, classes, self.pair_means, self.pair_precisions, self.pair_classes
-            )
+                vectors.reshape(batch, count, -1), classes, self.pair_means,
+                self.pair_precisions, self.pair_classes,
+            )  # fmt: skip
         return crop_scores.mean(dim=1), crop_scores

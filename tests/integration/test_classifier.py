@@ -126,6 +126,73 @@ def test_every_score_works_from_the_checkpoint_alone(ids_run):
         assert binary_metrics(scored.target, scored.score)["auc"] >= 0.7, name
 
 
+def test_mahalanobis_vectors_are_embedding_and_standardised_input_statistics(ids_run):
+    """The default Mahalanobis score, recomputed outside the module: each crop's embedding
+    with its normalised log-mel mean and std over the frames appended, every column
+    standardised on all training crops, Ledoit-Wolf per id (benchmarks/classifier_inputs.py)."""
+    from aad.models.classifier.augment import sliding_crops
+    from aad.models.classifier.scoring import MahalanobisScorer
+
+    root, best = ids_run
+    module, _ = load_module(best)
+    module.score_name = "mahalanobis"
+    assert module.hparams.input_statistics and module.maha_means.shape[-1] == 32 + 2 * 64
+    data = MachineSoundDataModule(root=str(root), clip_seconds=2.0, batch_size=8)
+    data.setup("fit")
+    names = list(module.hparams.class_names)
+
+    def raw_vectors(path: str) -> torch.Tensor:
+        crops = sliding_crops(load_waveform(path, 16000, 0, 32000)[None], 16000, 8000)[0]
+        features = module.prepare_features(crops)
+        with torch.no_grad():
+            embedding = module.model(features)
+        return torch.cat([embedding, features.mean(dim=1), features.std(dim=1)], 1).double()
+
+    train = data.records("fit")
+    vectors = [raw_vectors(r.path) for r in train]
+    rows = torch.cat(vectors)
+    centre, scale = rows.mean(dim=0), rows.std(dim=0)
+    classes = torch.tensor([names.index(r.machine_id) for r in train]).repeat_interleave(3)
+    scorer = MahalanobisScorer().fit((rows - centre) / scale, classes)
+    test = data.records("test")[:6]
+    means = torch.stack([((raw_vectors(r.path) - centre) / scale).mean(dim=0) for r in test])
+    want = scorer.score(means, torch.tensor([names.index(r.machine_id) for r in test]))
+    pcm = torch.stack([load_waveform(r.path, 16000, 0, 32000) for r in test])
+    got = module.score({"waveform": pcm, "class_index": torch.tensor(
+        [names.index(r.machine_id) for r in test])}).clip_scores  # fmt: skip
+    torch.testing.assert_close(got, want.float(), rtol=2e-3, atol=1e-3)
+
+
+def test_checkpoint_from_before_input_statistics_scores_as_it_did(ids_run, tmp_path: Path):
+    """A checkpoint written before ``input_statistics`` (no hyperparameter, Mahalanobis
+    statistics of the embedding alone) loads and scores with the embedding alone."""
+    import inspect
+
+    root, best = ids_run
+    checkpoint = read_checkpoint(best)
+    accepted = inspect.signature(MachineIDClassifier).parameters
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted}
+    hparams.update(score="mahalanobis", input_statistics=False)
+    old = MachineIDClassifier(**hparams)
+    weights = {k: v for k, v in checkpoint["state_dict"].items()
+               if not k.startswith(("maha_", "vector_"))}  # fmt: skip
+    old.load_state_dict(weights, strict=False)
+    data = MachineSoundDataModule(root=str(root), clip_seconds=2.0, batch_size=8)
+    data.setup("fit")
+    old.calibrate(data.loader("fit"))
+    old.eval()
+    state = {k: v for k, v in old.state_dict().items() if not k.startswith("vector_")}
+    assert state["maha_means"].shape[-1] == 32
+    written = {k: v for k, v in checkpoint["hyper_parameters"].items() if k != "input_statistics"}
+    legacy = dict(checkpoint, state_dict=state, hyper_parameters=dict(written, score="mahalanobis"))
+    torch.save(legacy, tmp_path / "legacy.ckpt")
+    loaded, _ = load_module(tmp_path / "legacy.ckpt")
+    assert loaded.hparams.input_statistics is False
+    loaded.score_name = "mahalanobis"  # the checkpoint's recorded score is knn
+    batch = next(iter(data.test_dataloader()))
+    torch.testing.assert_close(loaded.score(batch).clip_scores, old.score(batch).clip_scores)
+
+
 def test_evaluate_predict_and_explain(ids_run, tmp_path: Path):
     root, best = ids_run
     evaluate_main(["--ckpt", str(best), "--out", str(tmp_path / "eval"), "--plots", "false"])

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from aad.models.classifier.augment import sliding_crops
-from aad.models.classifier.scoring import MahalanobisScorer, mahalanobis_cross_fit
+from aad.models.classifier.scoring import CropOutputs, MahalanobisScorer, mahalanobis_cross_fit
 from aad.models.classifier.torch_model import recalibrate_batchnorm as recalibrate_norms
 from aad.thresholds import fit_threshold
 
@@ -46,7 +46,8 @@ class ClassifierCalibration:
     def calibrate(self, loader: Any) -> float:
         """Fit everything a checkpoint scores with on the normal clips of ``loader`` (the
         training clips; re-iterable): BatchNorm statistics (``recalibrate_batchnorm``), the
-        kNN bank and Mahalanobis statistics per id and domain, and the threshold on the
+        standardisation of the Mahalanobis vectors, the kNN bank and Mahalanobis statistics
+        per id and domain, and the threshold on the
         clips' own held-out scores (kNN leave-one-out, Mahalanobis 5-fold cross-fit; nll
         in-sample). Returns the threshold."""
         model = self._require_model()
@@ -56,29 +57,31 @@ class ClassifierCalibration:
                 with torch.autocast(device_type=self.device.type, enabled=False):
                     recalibrate_norms(model, self._calibration_crops(loader))
             self.eval()
-            embeddings, logits, classes, domains = [], [], [], []
+            self.vector_centre.zero_()  # raw vectors, standardised once all are in
+            self.vector_scale.fill_(1.0)
+            pieces, classes, domains = [], [], []
             for batch in self._on_device(loader):
                 keep = (batch["target"] == 0) & (batch["class_index"] >= 0)
                 if bool(keep.any()):
-                    emb, lgt = self._crop_outputs(batch["waveform"][keep])
-                    embeddings.append(emb)
-                    logits.append(lgt)
+                    pieces.append(self._crop_outputs(batch["waveform"][keep]))
                     classes.append(self._id_classes(batch["class_index"][keep]))
                     domains.append(batch["domain"][keep].long().clamp(0, DOMAINS - 1))
-            if not embeddings:
+            if not pieces:
                 raise ValueError("no normal clips of a known machine id to calibrate on")
-            emb, cls, dom = torch.cat(embeddings), torch.cat(classes), torch.cat(domains)
-            self._fit_banks(emb, cls, dom)
+            outputs = CropOutputs(*(torch.cat(part) for part in zip(*pieces, strict=True)))
+            outputs = outputs._replace(vectors=self._standardise(outputs.vectors))
+            cls, dom = torch.cat(classes), torch.cat(domains)
+            self._fit_banks(outputs, cls, dom)
             if self.score_name == "mahalanobis":
-                scores = mahalanobis_cross_fit(emb, cls, dom)
+                scores = mahalanobis_cross_fit(outputs.vectors, cls, dom)
             else:
-                exclude = torch.arange(len(emb), device=emb.device)
-                scores = self._crop_scores(emb, torch.cat(logits), cls, exclude).mean(dim=1)
+                exclude = torch.arange(len(cls), device=cls.device)
+                scores = self._crop_scores(outputs, cls, exclude).mean(dim=1)
         finally:
             self.train(was_training)
         finite = scores[torch.isfinite(scores)]  # a clip alone in its id is left out
         if not finite.numel():
-            finite = self._crop_scores(emb, torch.cat(logits), cls).mean(dim=1)
+            finite = self._crop_scores(outputs, cls).mean(dim=1)
         value = fit_threshold(finite.double().cpu().numpy(), self.threshold_method,
                               self.threshold_quantile)  # fmt: skip
         self.threshold.fill_(value)
@@ -92,13 +95,26 @@ class ClassifierCalibration:
                 raw = chunk if self._require_model().uses_waveform else None
                 yield self.prepare_features(chunk), raw
 
-    def _fit_banks(self, embeddings: torch.Tensor, classes: torch.Tensor, domains: Any) -> None:
-        """kNN bank (unit clip embeddings) and Mahalanobis statistics from ``(N, K, E)``."""
+    def _standardise(self, vectors: torch.Tensor) -> torch.Tensor:
+        """With ``input_statistics``: fit ``vector_centre``/``vector_scale`` on the training
+        crops' raw vectors ``(N, K, V)`` (every id) and return them standardised (their
+        columns mix embedding units and log-mel units; Ledoit-Wolf shrinks towards a common
+        variance). Without: the embeddings as they are."""
+        if not self.hparams.input_statistics:
+            return vectors
+        rows = vectors.flatten(0, 1)
+        self.vector_centre.copy_(rows.mean(dim=0))
+        self.vector_scale.copy_(rows.std(dim=0).clamp_min(1e-6))
+        return (vectors - self.vector_centre) / self.vector_scale
+
+    def _fit_banks(self, outputs: CropOutputs, classes: torch.Tensor, domains: Any) -> None:
+        """kNN bank (unit clip embeddings) and Mahalanobis statistics of the crop vectors."""
+        embeddings, vectors = outputs.embeddings, outputs.vectors
         clip = F.normalize(F.normalize(embeddings, dim=-1).mean(dim=1), dim=-1)
         self.bank, self.bank_classes, self.bank_domains = clip, classes, domains
-        k = embeddings.shape[1]
+        k = vectors.shape[1]
         maha = MahalanobisScorer().fit(
-            embeddings.flatten(0, 1), classes.repeat_interleave(k), domains.repeat_interleave(k)
+            vectors.flatten(0, 1), classes.repeat_interleave(k), domains.repeat_interleave(k)
         )
         means, counts, precisions = maha.tensors(self.num_ids, DOMAINS)
         self.maha_means.copy_(means)

@@ -26,7 +26,13 @@ from aad.models.classifier.augment import (
     sliding_crops,
 )
 from aad.models.classifier.calibration import CHUNK, DOMAINS, ClassifierCalibration
-from aad.models.classifier.scoring import knn_shares, mahalanobis_shares, own_class_nll
+from aad.models.classifier.scoring import (
+    CropOutputs,
+    crop_vectors,
+    knn_shares,
+    mahalanobis_shares,
+    own_class_nll,
+)
 from aad.models.classifier.torch_model import MachineClassifier, arcface_loss
 from aad.thresholds import DEFAULT_METHOD, DEFAULT_QUANTILE
 
@@ -48,13 +54,17 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
             :meth:`setup` and stored in the hyperparameters (the checkpoint rebuilds the head).
         score: ``nll`` (-log p(own id), mean over crops), ``knn`` (cosine distance of the
             clip's mean unit embedding to the nearest training clip of its id) or
-            ``mahalanobis`` (of the clip's mean embedding, per id and domain, Ledoit-Wolf).
+            ``mahalanobis`` (of the clip's mean crop vector, per id and domain, Ledoit-Wolf).
         label_scheme: ``ids``, ``pseudo`` (each id x 4 pseudo-classes: original, pitch-shift,
             time-stretch, mix) or ``auto`` (ids; pseudo when the type has one id).
         crop_seconds, hop_seconds: crop length; hop between the crops that score a clip.
         crops_per_clip: random crops per training clip and step.
         embedding_dim, channels, waveform_branch, arcface_scale, arcface_margin: the network.
         mixup: mix crops and their labels while training.
+        input_statistics: the Mahalanobis crop vector is the embedding with the crop's
+            normalised log-mel mean and standard deviation over its frames appended (each
+            column standardised on the training crops): what the network is trained to
+            ignore. ``False``: the embedding alone.
         knn_k: neighbours averaged by ``knn``.
         recalibrate_batchnorm: re-estimate BatchNorm statistics on the training clips' crops
             before every calibration.
@@ -78,6 +88,7 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         arcface_scale: float = 30.0,
         arcface_margin: float = 0.5,
         mixup: bool = False,
+        input_statistics: bool = True,
         knn_k: int = 1,
         recalibrate_batchnorm: bool = True,
         normalize: bool = True,
@@ -139,9 +150,12 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         self.register_buffer("bank", torch.zeros(0, dim))  # unit clip embeddings (knn)
         self.register_buffer("bank_classes", torch.zeros(0, dtype=torch.long))
         self.register_buffer("bank_domains", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("maha_means", torch.zeros(self.num_ids, DOMAINS, dim))
+        width = dim + (2 * self.input_dim if hp.input_statistics else 0)  # Mahalanobis vectors
+        self.register_buffer("vector_centre", torch.zeros(width))
+        self.register_buffer("vector_scale", torch.ones(width))
+        self.register_buffer("maha_means", torch.zeros(self.num_ids, DOMAINS, width))
         self.register_buffer("maha_counts", torch.zeros(self.num_ids, DOMAINS))
-        self.register_buffer("maha_precisions", torch.zeros(self.num_ids, dim, dim))
+        self.register_buffer("maha_precisions", torch.zeros(self.num_ids, width, width))
 
     @property
     def label_scheme(self) -> str:
@@ -174,7 +188,14 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         return self.model
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        for name in ("bank", "bank_classes", "bank_domains"):  # size set by the data
+        means = state_dict.get(prefix + "maha_means")
+        if means is not None and prefix + "vector_centre" not in state_dict:
+            # written before input_statistics: Mahalanobis on the embedding alone
+            self.hparams.input_statistics = False
+            state_dict[prefix + "vector_centre"] = torch.zeros(means.shape[-1])
+            state_dict[prefix + "vector_scale"] = torch.ones(means.shape[-1])
+        sized = ("bank", "bank_classes", "bank_domains")  # by the data
+        for name in (*sized, "vector_centre", "vector_scale", "maha_means", "maha_precisions"):
             incoming = state_dict.get(prefix + name)
             if incoming is not None and name in self._buffers:
                 self._buffers[name] = torch.empty_like(incoming, device=self.device)
@@ -186,40 +207,42 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         return classes.clamp_min(0) if self.num_ids == 1 else classes
 
     # ----------------------------------------------------------------- crops -> network
-    def _embed(self, crops: torch.Tensor) -> torch.Tensor:
-        """Raw crops ``(N, L)`` -> embeddings ``(N, E)`` (features normalised on the device)."""
+    def _embed(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw crops ``(N, L)`` -> embeddings ``(N, E)`` and Mahalanobis vectors ``(N, V)``
+        (features normalised on the device)."""
         model = self._require_model()
-        return model(self.prepare_features(crops), crops if model.uses_waveform else None)
+        features = self.prepare_features(crops)
+        embeddings = model(features, crops if model.uses_waveform else None)
+        vectors = crop_vectors(embeddings, features, self.vector_centre, self.vector_scale,
+                               bool(self.hparams.input_statistics))  # fmt: skip
+        return embeddings, vectors
 
-    def _crop_outputs(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sliding crops of clips ``(B, S)`` -> embeddings ``(B, K, E)``, logits ``(B, K, C)``
-        in float32 (autocast off)."""
+    def _crop_outputs(self, waveform: torch.Tensor) -> CropOutputs:
+        """Sliding crops of clips ``(B, S)`` -> :class:`CropOutputs` (autocast off)."""
         model = self._require_model()
         crops = sliding_crops(waveform.float(), self.crop_samples, self.hop_samples)
         b, k = crops.shape[:2]
         with torch.autocast(device_type=self.device.type, enabled=False):
-            embeddings = torch.cat([self._embed(c) for c in crops.flatten(0, 1).split(CHUNK)])
-            logits = model.logits(embeddings.float())
-        return embeddings.float().view(b, k, -1), logits.view(b, k, -1)
+            pieces = [self._embed(c) for c in crops.flatten(0, 1).split(CHUNK)]
+            embeddings = torch.cat([e for e, _ in pieces]).float()
+            vectors = torch.cat([v for _, v in pieces]).float()
+            logits = model.logits(embeddings)
+        return CropOutputs(embeddings.view(b, k, -1), logits.view(b, k, -1), vectors.view(b, k, -1))
 
     def _crop_scores(
-        self,
-        embeddings: torch.Tensor,
-        logits: torch.Tensor,
-        classes: torch.Tensor,
-        exclude: torch.Tensor | None = None,
+        self, outputs: CropOutputs, classes: torch.Tensor, exclude: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Per-crop scores ``(B, K)`` whose mean over K is the clip score."""
         if self.score_name == "nll":
-            return own_class_nll(logits, classes, self.per_id)
+            return own_class_nll(outputs.logits, classes, self.per_id)
         if self.score_name == "knn":
             if not len(self.bank):
                 raise RuntimeError("knn score used before calibrate() filled the embedding bank")
-            return knn_shares(embeddings, classes, self.bank, self.bank_classes,
+            return knn_shares(outputs.embeddings, classes, self.bank, self.bank_classes,
                               self.bank_domains, int(self.hparams.knn_k), exclude)  # fmt: skip
         if not bool((self.maha_counts > 0).any()):
             raise RuntimeError("mahalanobis score used before calibrate() fitted its statistics")
-        return mahalanobis_shares(embeddings, classes, self.maha_means, self.maha_counts,
+        return mahalanobis_shares(outputs.vectors, classes, self.maha_means, self.maha_counts,
                                   self.maha_precisions)  # fmt: skip
 
     def frame_scores(self, features: Any, batch: dict[str, Any]) -> torch.Tensor:
@@ -229,8 +252,7 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         classes = batch.get("class_index")
         if classes is None:
             classes = torch.full((len(waveform),), -1, dtype=torch.long)
-        embeddings, logits = self._crop_outputs(waveform)
-        return self._crop_scores(embeddings, logits, self._id_classes(classes))
+        return self._crop_scores(self._crop_outputs(waveform), self._id_classes(classes))
 
     def frame_times(self, num_frames: int) -> np.ndarray:
         """Centre (s) of each scored crop (on the hop grid; the last crop ends at the clip's
@@ -311,7 +333,7 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
             labels = classes[:, None].expand(-1, crops.shape[1]).flatten()
             crops = crops.flatten(0, 1)
         model = self._require_model()
-        loss = arcface_loss(model, self._embed(crops), labels)
+        loss = arcface_loss(model, self._embed(crops)[0], labels)
         self.log("val/loss", loss, prog_bar=True, batch_size=int(keep.sum()), sync_dist=True)
 
     def configure_optimizers(self) -> Any:

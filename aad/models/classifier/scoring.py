@@ -15,6 +15,7 @@ Everything is torch (any device, float32 or float64 maths).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -205,6 +206,33 @@ class MahalanobisScorer:
 
 
 # ------------------------------------------------------------------ per-crop shares (aad model)
+class CropOutputs(NamedTuple):
+    """What the network gives for a batch of clips' sliding crops (float32): ``embeddings``
+    ``(B, K, E)``, ``logits`` ``(B, K, C)``, Mahalanobis ``vectors`` ``(B, K, V)``."""
+
+    embeddings: torch.Tensor
+    logits: torch.Tensor
+    vectors: torch.Tensor
+
+
+def crop_vectors(
+    embeddings: torch.Tensor,
+    features: torch.Tensor,
+    centre: torch.Tensor,
+    scale: torch.Tensor,
+    input_statistics: bool,
+) -> torch.Tensor:
+    """The vectors the Mahalanobis score compares, ``(N, V)``: each crop's embedding
+    ``(N, E)``, with ``input_statistics`` its normalised log-mel ``features`` ``(N, T, D)``
+    mean and standard deviation over the frames appended (``V = E + 2 D``), standardised as
+    ``(v - centre) / scale`` (0 and 1 until calibrated)."""
+    vectors = embeddings.float()
+    if input_statistics:
+        stats = [features.mean(dim=1), features.std(dim=1)]
+        vectors = torch.cat([vectors, *(s.float() for s in stats)], dim=1)
+    return (vectors - centre) / scale
+
+
 def own_class_nll(logits: torch.Tensor, classes: torch.Tensor, per_id: int = 1) -> torch.Tensor:
     """``(B, K, C)`` crop logits -> ``(B, K)`` ``-log p(own id)``, ``classes`` ``(B,)`` the
     clip's id (-1: its most probable id). With ``per_id`` pseudo-classes per id (class
