@@ -2,8 +2,10 @@
 
 Batches are dicts: ``waveform`` float32 (B, S), ``target`` int64 (B,) (1 anomaly, 0 normal,
 -1 unknown), ``index`` int64 (B,) into ``datamodule.records(stage)``, ``class_index`` int64 (B,)
-(the clip's machine id among the group's training ids, -1 when not among them) and ``domain``
-int64 (B,) (0 source, 1 target, -1 none). Only PCM travels through the DataLoader; features
+(the clip's machine id among the group's training ids, -1 when not among them),
+``label_index`` int64 (B,) (its id and attributes among the group's training
+``attribute_labels``, -1 when not among them) and ``domain`` int64 (B,) (0 source, 1
+target, -1 none). Only PCM travels through the DataLoader; features
 are computed on the device.
 """
 
@@ -258,6 +260,13 @@ class MachineSoundDataModule(L.LightningDataModule):
             raise RuntimeError("call setup() or for_group() before class_names")
         return self._class_names or self.group.class_names
 
+    @property
+    def attribute_labels(self) -> list[str]:
+        """The bound group's training ids with attributes (``batch["label_index"]``)."""
+        if self.group is None:
+            raise RuntimeError("call setup() or for_group() before attribute_labels")
+        return self.group.attribute_labels
+
     def records(self, stage: str) -> list[ClipRecord]:
         """Records of a stage (fit/validate/test/predict), aligned with batch ``index``."""
         if self.group is None:
@@ -276,8 +285,10 @@ class MachineSoundDataModule(L.LightningDataModule):
     def dataset(self, stage: str, records: Sequence[ClipRecord] | None = None) -> ClipDataset:
         """The stage's clips (or ``records``) as a dataset, cut to this data's clip length."""
         chosen = self.records(stage) if records is None else records
-        class_names = self.class_names if self.group is not None else ()
-        return ClipDataset(chosen, self.sample_rate, self.num_samples, self.channel, class_names)
+        bound = self.group is not None
+        return ClipDataset(chosen, self.sample_rate, self.num_samples, self.channel,
+                           self.class_names if bound else (),
+                           self.attribute_labels if bound else ())  # fmt: skip
 
     def loader(
         self, stage: str, shuffle: bool = False, records: Sequence[ClipRecord] | None = None

@@ -27,12 +27,14 @@ class ClipDataset(Dataset):
         num_samples: int | None = None,
         channel: int | str = 0,
         class_names: Sequence[str] = (),
+        attribute_labels: Sequence[str] = (),
     ) -> None:
         self.records = list(records)
         self.sample_rate = sample_rate
         self.num_samples = num_samples
         self.channel = channel
         self.class_index = {name: i for i, name in enumerate(class_names)}
+        self.label_index = {name: i for i, name in enumerate(attribute_labels)}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -50,6 +52,7 @@ class ClipDataset(Dataset):
             "target": torch.tensor(record.target, dtype=torch.int64),
             "index": torch.tensor(index, dtype=torch.int64),
             "class_index": torch.tensor(self.class_index.get(record.machine_id, -1)),
+            "label_index": torch.tensor(self.label_index.get(record.attribute_label, -1)),
             "domain": torch.tensor(DOMAINS.get(record.domain, -1), dtype=torch.int64),
         }
 

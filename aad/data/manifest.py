@@ -26,6 +26,9 @@ MANIFEST_COLUMNS = (
     "label",
     "attributes",
 )
+NOT_LABELS = ("snr",)
+"""Attributes that are a recording condition (MIMII's mix level), not the machine's setting:
+left out of :attr:`ClipRecord.attribute_label`."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,14 @@ class ClipRecord:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r} ({self.path})")
         if self.domain not in DOMAINS:
             raise ValueError(f"domain must be one of {DOMAINS}, got {self.domain!r}")
+
+    @property
+    def attribute_label(self) -> str:
+        """The machine id with its attributes, ``"section_00|spd_100"`` (sorted by name;
+        ``"id_00"`` without any): the class an attribute classifier learns."""
+        parts = [f"{k}_{v}" if v else k for k, v in sorted(self.attributes.items())
+                 if k not in NOT_LABELS]  # fmt: skip
+        return "|".join([self.machine_id, *parts])
 
     @property
     def target(self) -> int:

@@ -53,6 +53,12 @@ class Group:
         """Sorted machine ids of the training clips (the classes an id classifier learns)."""
         return sorted({r.machine_id for r in self.train})
 
+    @property
+    def attribute_labels(self) -> list[str]:
+        """Sorted :attr:`~aad.data.manifest.ClipRecord.attribute_label` of the training clips
+        (the classes an attribute classifier learns; one per id when there are none)."""
+        return sorted({r.attribute_label for r in self.train})
+
 
 def _by_path(records: Iterable[ClipRecord]) -> list[ClipRecord]:
     return sorted(records, key=lambda r: r.path)

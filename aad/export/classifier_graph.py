@@ -63,7 +63,7 @@ class ClassifierGraph(nn.Module):
         self.register_buffer("std", module.normalizer.std.detach().float().clone())
         self.model = module.model
         self.uses_waveform = bool(self.model.uses_waveform)
-        self.per_id = int(module.per_id)
+        self.register_buffer("id_log_mask", module.id_log_mask.detach().float().clone())
         self.class_index = classifier_class(module, machine_id)
         if score == "mahalanobis":
             if not bool((module.maha_counts > 0).any()):
@@ -94,7 +94,7 @@ class ClassifierGraph(nn.Module):
         classes = torch.zeros_like(waveform[:, 0], dtype=torch.long) + self.class_index
         if self.score_name == "nll":
             logits = self.model.logits(embeddings).reshape(batch, count, -1)
-            crop_scores = own_class_nll(logits, classes, self.per_id)
+            crop_scores = own_class_nll(logits, classes, self.id_log_mask)
         else:
             vectors = crop_vectors(embeddings, features, self.vector_centre, self.vector_scale,
                                    self.input_statistics)  # fmt: skip

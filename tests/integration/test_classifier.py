@@ -259,11 +259,36 @@ def test_single_id_trains_on_pseudo_classes(tmp_path: Path):
     assert binary_metrics(scores["target"], scores["score"])["auc"] >= 0.75
 
 
+def test_single_section_with_attributes_trains_on_them(tmp_path: Path, capsys):
+    """A section whose training clips carry attributes (DCASE 2022+) trains on its id x
+    attribute classes, not on pseudo-classes, and says so; scores stay per section."""
+    root = generate_dataset(tmp_path / "data", machine_types=("fan",), machine_ids=("id_00",),
+                            layout="dcase2021", n_train=10, n_test_normal=4, n_test_anomaly=4,
+                            duration_s=2.0, seed=0)  # fmt: skip
+    best = _train(root, tmp_path / "run", "--model.init_args.score", "nll",
+                  "--trainer.max_epochs", "6", "--data.val_fraction", "0")  # fmt: skip
+    labels = ["section_00|spd_100", "section_00|spd_110"]
+    assert f"training on the id x attribute classes {labels}" in capsys.readouterr().out
+    checkpoint = read_checkpoint(best)
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["label_scheme"] == "attributes" and hparams["attribute_labels"] == labels
+    assert checkpoint["state_dict"]["model.head.weight"].shape[0] == 2
+    scores = _test_scores(best)
+    assert np.isfinite(scores["score"]).all() and set(scores["machine_id"]) == {"section_00"}
+    module, _ = load_module(best)  # nll: -log of the section's summed class probabilities
+    pcm = torch.stack([load_waveform(p, 16000, 0, 32000) for p in scores["path"][:2]])
+    output = module.score({"waveform": pcm, "class_index": torch.zeros(2, dtype=torch.long)})
+    assert (output.frame_scores >= 0).all()
+
+
 def test_rejects_bad_settings():
     with pytest.raises(ValueError, match=r"score must be one of \('nll', 'knn', 'mahalanobis'\)"):
         MachineIDClassifier(score="mean")
     with pytest.raises(ValueError, match="label_scheme 'ids' needs at least 2 machine ids"):
         MachineIDClassifier(class_names=["id_00"], label_scheme="ids")
+    with pytest.raises(ValueError, match="label_scheme 'attributes' needs training clips whose"):
+        MachineIDClassifier(class_names=["id_00", "id_02"], attribute_labels=["id_00", "id_02"],
+                            label_scheme="attributes")  # fmt: skip
 
 
 class _StemDtypes(Callback):

@@ -25,7 +25,9 @@ from aad.models.classifier.scoring import (
     MahalanobisScorer,
     class_nll,
     clip_mean,
+    id_log_mask,
     ledoit_wolf,
+    own_class_nll,
 )
 from aad.models.classifier.torch_model import (
     ArcFaceHead,
@@ -329,3 +331,19 @@ def test_tiny_fit_separates_synthetic_anomalies(synthetic_root) -> None:
     labels = np.array([r.target for r in test])
     assert roc_auc_score(labels, clip_nll.numpy()) > 0.6  # 0.646 measured
     assert roc_auc_score(labels, clip_knn.numpy()) > 0.9  # 0.993 measured
+
+
+def test_own_class_nll_sums_an_ids_classes_and_reads_pseudo_ids_as_recorded() -> None:
+    logits = torch.randn(3, 2, 4)  # 3 clips x 2 crops x 4 classes
+    prob = torch.softmax(logits, dim=-1)
+    classes = torch.tensor([0, 1, -1])
+    # attributes: classes 0, 1 are id 0; 2, 3 are id 1 -> p(id) is the sum of its classes
+    per_id = torch.stack([prob[..., :2].sum(-1), prob[..., 2:].sum(-1)], dim=-1)
+    want = -torch.log(torch.stack([per_id[0, :, 0], per_id[1, :, 1], per_id[2].max(-1).values]))
+    got = own_class_nll(logits, classes, id_log_mask(2, [0, 0, 1, 1]))
+    torch.testing.assert_close(got, want)
+    # pseudo-classes (2 per id): only each id's first class ("as recorded") is read
+    pseudo = id_log_mask(2, [0, 0, 1, 1], [True, False, True, False])
+    own = -torch.log(prob[..., ::2])
+    want = torch.stack([own[0, :, 0], own[1, :, 1], own[2].min(-1).values])
+    torch.testing.assert_close(own_class_nll(logits, classes, pseudo), want)

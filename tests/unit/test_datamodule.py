@@ -39,9 +39,9 @@ def test_batches_follow_the_contract(tmp_path: Path) -> None:
     dm.setup("fit")
     assert dm.group is not None and dm.group.class_names == ["section_00", "section_02"]
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"waveform", "target", "index", "class_index", "domain"}
+    assert set(batch) == {"waveform", "target", "index", "class_index", "label_index", "domain"}
     assert batch["waveform"].dtype == torch.float32 and batch["waveform"].shape == (4, 4000)
-    for key in ("target", "index", "class_index", "domain"):
+    for key in ("target", "index", "class_index", "label_index", "domain"):
         assert batch[key].dtype == torch.int64 and batch[key].shape == (4,), key
     assert not batch["target"].any()  # training clips are normal
     records = dm.records("test")
@@ -54,10 +54,22 @@ def test_batches_follow_the_contract(tmp_path: Path) -> None:
     assert set(domains) == {0, 1}
     classes = torch.cat([b["class_index"] for b in batches]).tolist()
     assert classes == [int(r.machine_id[-1]) // 2 for r in records]  # section_00 -> 0, _02 -> 1
+    # id x attributes of the training clips (the target domain's clips run at speed 110)
+    labels = [
+        "section_00|spd_100",
+        "section_00|spd_110",
+        "section_02|spd_100",
+        "section_02|spd_110",
+    ]
+    assert dm.attribute_labels == labels
+    wanted = [labels.index(r.attribute_label) for r in records]
+    assert torch.cat([b["label_index"] for b in batches]).tolist() == wanted
     # a clip without a domain, and an id the group never trained on: -1 each
     other = ClipRecord(records[0].path, "x", "fan", "section_04", "test", "unknown")
-    item = ClipDataset([other], 16000, 4000, class_names=dm.group.class_names)[0]
-    assert (int(item["class_index"]), int(item["domain"]), int(item["target"])) == (-1, -1, -1)
+    item = ClipDataset([other], 16000, 4000, class_names=dm.group.class_names,
+                       attribute_labels=dm.attribute_labels)[0]  # fmt: skip
+    assert (int(item["class_index"]), int(item["label_index"])) == (-1, -1)
+    assert (int(item["domain"]), int(item["target"])) == (-1, -1)
 
 
 def test_records_and_loaders_of_each_stage(synthetic_root: Path) -> None:

@@ -44,3 +44,12 @@ def test_filter_counts_and_targets() -> None:
 def test_bad_label_is_refused() -> None:
     with pytest.raises(ValueError, match="label must be one of"):
         ClipRecord("a.wav", "mimii", "fan", "id_00", "train", "abnormal")
+
+
+def test_attribute_label_is_the_id_with_its_sorted_attributes_except_snr() -> None:
+    with_attrs = ClipRecord("a.wav", "dcase2021", "fan", "section_00", "train", "normal",
+                            "source", {"vel": "8", "loc": "A"})  # fmt: skip
+    assert with_attrs.attribute_label == "section_00|loc_A|vel_8"
+    mimii = ClipRecord("b.wav", "mimii", "fan", "id_00", "test", "normal", "", {"snr": "6_dB"})
+    assert mimii.attribute_label == "id_00"  # a mix level, not a machine setting
+    assert _records()[1].attribute_label == "section_00"

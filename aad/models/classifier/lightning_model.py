@@ -29,6 +29,7 @@ from aad.models.classifier.calibration import CHUNK, DOMAINS, ClassifierCalibrat
 from aad.models.classifier.scoring import (
     CropOutputs,
     crop_vectors,
+    id_log_mask,
     knn_shares,
     mahalanobis_shares,
     own_class_nll,
@@ -37,7 +38,7 @@ from aad.models.classifier.torch_model import MachineClassifier, arcface_loss
 from aad.thresholds import DEFAULT_METHOD, DEFAULT_QUANTILE
 
 CLASSIFIER_SCORES = ("nll", "knn", "mahalanobis")
-LABEL_SCHEMES = ("auto", "ids", "pseudo")
+LABEL_SCHEMES = ("auto", "ids", "attributes", "pseudo")
 CLASSIFIER_FEATURES: dict[str, Any] = {
     "features": ["mel"],
     "mel": {"n_mels": 64},
@@ -52,11 +53,17 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         features: feature config (default: 64 log-mels, n_fft 1024, hop 512, reflect pad).
         class_names: the type's training machine ids; ``None``: read from the datamodule in
             :meth:`setup` and stored in the hyperparameters (the checkpoint rebuilds the head).
+        attribute_labels: the training clips' ids with their attributes
+            (``ClipRecord.attribute_label``, e.g. ``section_00|spd_100``); read from the
+            datamodule with ``class_names``.
         score: ``nll`` (-log p(own id), mean over crops), ``knn`` (cosine distance of the
             clip's mean unit embedding to the nearest training clip of its id) or
             ``mahalanobis`` (of the clip's mean crop vector, per id and domain, Ledoit-Wolf).
-        label_scheme: ``ids``, ``pseudo`` (each id x 4 pseudo-classes: original, pitch-shift,
-            time-stretch, mix) or ``auto`` (ids; pseudo when the type has one id).
+        label_scheme: ``ids``, ``attributes`` (each id with its attribute values: DCASE
+            2022+ sections x attributes), ``pseudo`` (each id x 4 pseudo-classes: original,
+            pitch-shift, time-stretch, mix) or ``auto``: attributes when they split some id
+            of the training clips, else ids, else (a single id) pseudo. Scores are per id
+            whatever the classes (``nll``: p(id) = the sum over its classes).
         crop_seconds, hop_seconds: crop length; hop between the crops that score a clip.
         crops_per_clip: random crops per training clip and step.
         embedding_dim, channels, waveform_branch, arcface_scale, arcface_margin: the network.
@@ -77,6 +84,7 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         self,
         features: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
+        attribute_labels: list[str] | None = None,
         score: str = "mahalanobis",
         label_scheme: str = "auto",
         crop_seconds: float = 1.0,
@@ -121,28 +129,46 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         self.model: MachineClassifier | None = None
         self._crop_seed = 0
         if class_names is not None:
-            self._build(list(class_names))
+            self._build(list(class_names), attribute_labels)
 
     # ----------------------------------------------------------------- classes and head
-    def _build(self, class_names: list[str]) -> None:
-        """Create the network and the score buffers for ``class_names``."""
-        scheme = self.hparams.label_scheme
+    def _build(self, class_names: list[str], attribute_labels: list[str] | None = None) -> None:
+        """Create the network and the score buffers for ``class_names`` (and their
+        ``attribute_labels``)."""
+        scheme, labels = self.hparams.label_scheme, list(attribute_labels or [])
         if scheme == "auto":
-            scheme = "ids" if len(class_names) > 1 else "pseudo"
+            split = len(labels) > len(class_names)
+            scheme = "attributes" if split else "ids" if len(class_names) > 1 else "pseudo"
         if not class_names or (scheme == "ids" and len(class_names) < 2):
             raise ValueError(
                 f"label_scheme 'ids' needs at least 2 machine ids, got {class_names}: use "
                 "'pseudo' (or 'auto') for a type with a single id"
             )
+        label_ids = [label.split("|", 1)[0] for label in labels]
+        if scheme == "attributes" and (
+            len(labels) <= len(class_names) or sorted(set(label_ids)) != sorted(class_names)
+        ):
+            raise ValueError(
+                f"label_scheme 'attributes' needs training clips whose attributes split an id "
+                f"into several classes; got {labels or 'none'} for ids {class_names}: use "
+                "'auto', 'ids' or 'pseudo'"
+            )
         self.hparams.class_names = list(class_names)
         self.hparams.label_scheme = scheme
+        self.hparams.attribute_labels = labels if scheme == "attributes" else None
         self.num_ids = len(class_names)
         self.per_id = self.pseudo.num_classes if scheme == "pseudo" else 1
+        if scheme == "attributes":
+            class_ids, read = [class_names.index(i) for i in label_ids], None
+        else:  # pseudo: only the class "as recorded" (the first of its id's) reads as the id
+            class_ids = [i for i in range(self.num_ids) for _ in range(self.per_id)]
+            read = [c % self.per_id == 0 for c in range(len(class_ids))]
+        self.register_buffer("id_log_mask", id_log_mask(self.num_ids, class_ids, read))
         hp = self.hparams
         first = self.feature_config.features[0]
         hop = int(self.features.params[first].hop_length)
         self.model = MachineClassifier(
-            self.input_dim, self.num_ids * self.per_id, hp.embedding_dim, tuple(hp.channels),
+            self.input_dim, len(class_ids), hp.embedding_dim, tuple(hp.channels),
             hp.waveform_branch, win_length=max(2 * hop, 16), hop_length=hop,
             arcface_scale=hp.arcface_scale, arcface_margin=hp.arcface_margin,
         )  # fmt: skip
@@ -159,23 +185,27 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
 
     @property
     def label_scheme(self) -> str:
-        """``ids`` or ``pseudo`` once the classes are known (``auto`` before)."""
+        """``ids``, ``attributes`` or ``pseudo`` once the classes are known (else ``auto``)."""
         return str(self.hparams.label_scheme)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         names = list(datamodule.class_names) if hasattr(datamodule, "class_names") else None
+        labels = getattr(datamodule, "attribute_labels", None)
         if self.model is None:
             if names is None:
                 raise ValueError(
                     "MachineIDClassifier needs class_names: pass them, or fit with a datamodule "
                     "that has a class_names property (aad's MachineSoundDataModule)"
                 )
-            self._build(names)
-            if self.label_scheme == "pseudo" and rank_zero_only.rank == 0:
-                names_list = list(PSEUDO_CLASS_NAMES)
+            self._build(names, list(labels) if labels is not None else None)
+            if self.label_scheme != "ids" and rank_zero_only.rank == 0:
+                classes = (self.hparams.attribute_labels if self.label_scheme == "attributes"
+                           else list(PSEUDO_CLASS_NAMES))  # fmt: skip
+                what = ("id x attribute classes" if self.label_scheme == "attributes"
+                        else "self-supervised pseudo-classes")  # fmt: skip
                 tqdm.write(f"[aad] {len(names)} machine id(s) {names}: training on the "
-                           f"self-supervised pseudo-classes {names_list}")  # fmt: skip
+                           f"{what} {classes}")  # fmt: skip
         elif stage == "fit" and names is not None and names != self.hparams.class_names:
             raise ValueError(
                 f"this model's classes {self.hparams.class_names} differ from the data's "
@@ -188,6 +218,8 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         return self.model
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        if prefix + "id_log_mask" not in state_dict and "id_log_mask" in self._buffers:
+            state_dict[prefix + "id_log_mask"] = self._buffers["id_log_mask"]  # before attributes
         means = state_dict.get(prefix + "maha_means")
         if means is not None and prefix + "vector_centre" not in state_dict:
             # written before input_statistics: Mahalanobis on the embedding alone
@@ -234,7 +266,7 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
     ) -> torch.Tensor:
         """Per-crop scores ``(B, K)`` whose mean over K is the clip score."""
         if self.score_name == "nll":
-            return own_class_nll(outputs.logits, classes, self.per_id)
+            return own_class_nll(outputs.logits, classes, self.id_log_mask)
         if self.score_name == "knn":
             if not len(self.bank):
                 raise RuntimeError("knn score used before calibrate() filled the embedding bank")
@@ -273,10 +305,20 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         return F.normalize(embeddings, dim=-1).view(*windows.shape[:2], -1).mean(dim=1)
 
     # ----------------------------------------------------------------- training
+    def _training_labels(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which clips of a batch train (normal, of a known class) and the class of each:
+        its id, or with ``attributes`` its id with its attribute values."""
+        attributes = self.label_scheme == "attributes"
+        index = batch["label_index"] if attributes else batch["class_index"]
+        keep = (batch["target"] == 0) & (index >= 0)
+        labels = index[keep].to(self.device).long() if attributes else self._id_classes(index[keep])
+        return keep, labels
+
     def _labelled_crops(
         self, waveform: torch.Tensor, classes: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clips ``(B, S)`` of ids ``classes`` -> random crops ``(N, L)`` and class labels."""
+        """Clips ``(B, S)`` of classes ``classes`` (:meth:`_training_labels`) -> random crops
+        ``(N, L)`` and their class labels (pseudo: each id's 4 classes)."""
         k = int(self.hparams.crops_per_clip)
         if self.per_id > 1:
             crops, pseudo = self.pseudo(waveform.float(), self.crop_samples, k, generator)
@@ -301,12 +343,10 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
         self._crop_seed = int(torch.randint(0, 2**31 - 1, (1,)))  # seeded by seed_everything
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        keep = (batch["target"] == 0) & (batch["class_index"] >= 0)
+        keep, classes = self._training_labels(batch)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(self._crop_seed + self.global_step)
-        crops, labels = self._labelled_crops(
-            batch["waveform"][keep], self._id_classes(batch["class_index"][keep]), generator
-        )
+        crops, labels = self._labelled_crops(batch["waveform"][keep], classes, generator)
         loss = self._loss(crops, labels, generator)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -321,10 +361,10 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """``val/loss``: the ArcFace loss on the validation clips' sliding crops (pseudo
         classes: on crops drawn with a fixed seed per batch, the same every epoch)."""
-        keep = (batch["target"] == 0) & (batch["class_index"] >= 0)
+        keep, classes = self._training_labels(batch)
         if not bool(keep.any()):
             return
-        waveform, classes = batch["waveform"][keep], self._id_classes(batch["class_index"][keep])
+        waveform = batch["waveform"][keep]
         if self.per_id > 1:
             generator = torch.Generator(device=self.device).manual_seed(batch_idx)
             crops, labels = self._labelled_crops(waveform, classes, generator)

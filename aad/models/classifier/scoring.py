@@ -233,14 +233,30 @@ def crop_vectors(
     return (vectors - centre) / scale
 
 
-def own_class_nll(logits: torch.Tensor, classes: torch.Tensor, per_id: int = 1) -> torch.Tensor:
+ABSENT = -1e30
+"""Log-weight of a class that does not count for an id (``exp`` of it is 0 in float32)."""
+
+
+def id_log_mask(num_ids: int, class_ids: list[int], read: list[bool] | None = None) -> torch.Tensor:
+    """``(I, C)`` log-weights for :func:`own_class_nll`: 0 where class c (of id
+    ``class_ids[c]``) counts for its id (``read[c]``, default every class), else ``ABSENT``."""
+    mask = torch.full((num_ids, len(class_ids)), ABSENT)
+    for c, i in enumerate(class_ids):
+        if read is None or read[c]:
+            mask[i, c] = 0.0
+    return mask
+
+
+def own_class_nll(logits: torch.Tensor, classes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``(B, K, C)`` crop logits -> ``(B, K)`` ``-log p(own id)``, ``classes`` ``(B,)`` the
-    clip's id (-1: its most probable id). With ``per_id`` pseudo-classes per id (class
-    ``id * per_id`` is the id as recorded) only the as-recorded classes are read."""
-    log_prob = F.log_softmax(logits.float(), dim=-1)[..., ::per_id]
-    index = classes.clamp_min(0).view(-1, 1, 1).expand(-1, log_prob.shape[1], 1)
-    own = log_prob.gather(2, index).squeeze(2)
-    return -torch.where(classes[:, None] >= 0, own, log_prob.max(dim=2).values)
+    clip's id (-1: its most probable id). ``mask`` (:func:`id_log_mask`) says which classes
+    make up each id: p(id) is the sum of their probabilities (an id's attribute classes; with
+    pseudo-classes only the id as recorded counts)."""
+    log_prob = F.log_softmax(logits.float(), dim=-1)
+    per_id = torch.logsumexp(log_prob[..., None, :] + mask.to(log_prob), dim=-1)  # (B, K, I)
+    index = classes.clamp_min(0).view(-1, 1, 1).expand(-1, per_id.shape[1], 1)
+    own = per_id.gather(2, index).squeeze(2)
+    return -torch.where(classes[:, None] >= 0, own, per_id.max(dim=2).values)
 
 
 def knn_shares(
