@@ -29,6 +29,13 @@ MANIFEST_COLUMNS = (
 NOT_LABELS = ("snr",)
 """Attributes that are a recording condition (MIMII's mix level), not the machine's setting:
 left out of :attr:`ClipRecord.attribute_label`."""
+LABEL_SEPARATOR = "|"
+
+
+def label_machine_id(attribute_label: str) -> str:
+    """The machine id of a :attr:`ClipRecord.attribute_label` (``"section_00|spd_100"`` ->
+    ``"section_00"``)."""
+    return attribute_label.split(LABEL_SEPARATOR, 1)[0]
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ class ClipRecord:
         ``"id_00"`` without any): the class an attribute classifier learns."""
         parts = [f"{k}_{v}" if v else k for k, v in sorted(self.attributes.items())
                  if k not in NOT_LABELS]  # fmt: skip
-        return "|".join([self.machine_id, *parts])
+        return LABEL_SEPARATOR.join([self.machine_id, *parts])
 
     @property
     def target(self) -> int:

@@ -47,9 +47,8 @@ class ClassifierCalibration:
         """Fit everything a checkpoint scores with on the normal clips of ``loader`` (the
         training clips; re-iterable): BatchNorm statistics (``recalibrate_batchnorm``), the
         standardisation of the Mahalanobis vectors, the kNN bank and Mahalanobis statistics
-        per id and domain, and the threshold on the
-        clips' own held-out scores (kNN leave-one-out, Mahalanobis 5-fold cross-fit; nll
-        in-sample). Returns the threshold."""
+        per id and domain, and the threshold on the clips' own held-out scores (kNN
+        leave-one-out, Mahalanobis 5-fold cross-fit; nll in-sample). Returns the threshold."""
         model = self._require_model()
         was_training = self.training
         try:

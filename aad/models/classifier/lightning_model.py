@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from tqdm import tqdm
 
+from aad.data.manifest import label_machine_id
 from aad.models.base import AnomalyModule, NonFiniteLossError
 from aad.models.classifier.augment import (
     PSEUDO_CLASS_NAMES,
@@ -144,7 +145,7 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
                 f"label_scheme 'ids' needs at least 2 machine ids, got {class_names}: use "
                 "'pseudo' (or 'auto') for a type with a single id"
             )
-        label_ids = [label.split("|", 1)[0] for label in labels]
+        label_ids = [label_machine_id(label) for label in labels]
         if scheme == "attributes" and (
             len(labels) <= len(class_names) or sorted(set(label_ids)) != sorted(class_names)
         ):
@@ -200,10 +201,10 @@ class MachineIDClassifier(ClassifierCalibration, AnomalyModule):
                 )
             self._build(names, list(labels) if labels is not None else None)
             if self.label_scheme != "ids" and rank_zero_only.rank == 0:
-                classes = (self.hparams.attribute_labels if self.label_scheme == "attributes"
-                           else list(PSEUDO_CLASS_NAMES))  # fmt: skip
-                what = ("id x attribute classes" if self.label_scheme == "attributes"
-                        else "self-supervised pseudo-classes")  # fmt: skip
+                if self.label_scheme == "attributes":
+                    what, classes = "id x attribute classes", self.hparams.attribute_labels
+                else:
+                    what, classes = "self-supervised pseudo-classes", list(PSEUDO_CLASS_NAMES)
                 tqdm.write(f"[aad] {len(names)} machine id(s) {names}: training on the "
                            f"{what} {classes}")  # fmt: skip
         elif stage == "fit" and names is not None and names != self.hparams.class_names:
